@@ -1,0 +1,1 @@
+"""The outside of xunjian: the command line (``app.cli``); later the HTTP API and web UI."""

@@ -1,0 +1,48 @@
+"""``xunjian``: the command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from app.cli import catalog, cases, db, demo, depts, route
+from app.cli.common import err, state
+from city.errors import XunjianError
+
+app = typer.Typer(
+    name="xunjian",
+    help="巡检 xunjian：城市管理巡检与派遣（目录、权责路由、案卷与全流程）。",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(depts.app, name="depts")
+app.add_typer(route.app, name="route")
+app.add_typer(cases.app, name="cases")
+app.add_typer(db.app, name="db")
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _global(
+    db_url: str = typer.Option(None, "--db", envvar="XUNJIAN_DB_URL", help="数据库 URL（默认：用户数据目录下的 SQLite 文件）"),
+    city_data: str = typer.Option(None, "--city-data", envvar="XUNJIAN_CITY_DATA", help="城市数据目录（默认：内置示例城市）"),
+):
+    state.db_url = db_url
+    state.city_data = city_data
+
+
+def main() -> None:
+    try:
+        app()
+    except XunjianError as e:
+        err.print(f"[bold red]错误[/]：{e}", highlight=False)
+        sys.exit(1)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "input"
+        err.print(f"[bold red]输入无效[/]：{loc}：{first['msg']}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,74 @@
+"""``xunjian demo``: the sample city end to end on the embedded defaults.
+
+Opens (or reuses) the default store, reports a dozen realistic issues from
+patrols and citizens in the sample districts, routes and dispatches them by
+the responsibility rules, walks one case through the whole loop
+(发现 → 立案 → 派遣 → 处置 → 核查 → 结案 → 评价) and prints the board.
+Idempotent: a second run finds the same cases and changes nothing.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from app.cli.cases import render_case, render_history
+from app.cli.common import fmt_time, out, store
+from city.cases import CaseQuery, NewCase
+from city.catalogue import Source
+from city.lifecycle import Action, Status
+
+# (external id, source, code, description, address, lat, lon, context, reporter, phone)
+SAMPLES = [
+    ("demo:01", Source.VEHICLE, "01002", "车巡发现污水井盖破损缺角，位于机动车道内", "建新北路与观音桥步行街交叉口东侧", 29.5752, 106.5311, "道路", None, None),
+    ("demo:02", Source.VEHICLE, "06010", "人行道绿化带旁堆放生活垃圾约2平方米", "建新东路88号门前", 29.5728, 106.5372, "人行道", None, None),
+    ("demo:03", Source.DRONE, "06011", "无人机巡查发现空地堆积建筑渣土，面积约50平方米", "五里店立交东北侧空地", 29.5905, 106.5672, None, None, None),
+    ("demo:04", Source.CITIZEN, "09006", "小区门口有人摆摊卖水果，占了半条人行道", "华新街街道某小区北门", 29.5668, 106.5431, "人行道", "张先生", "13812345678"),
+    ("demo:05", Source.HOTLINE, "06028", "楼下烧烤店每天半夜还很吵，影响休息", "大石坝街道某路口", 29.5948, 106.5252, None, "李女士", "13987654321"),
+    ("demo:06", Source.VEHICLE, "06013", "车行道路面坑槽，直径约60厘米，深约8厘米", "江北城大街中段", 29.5703, 106.5752, "道路", None, None),
+    ("demo:07", Source.VEHICLE, "06042", "垃圾桶满溢，周边散落垃圾", "两路口某公交站旁", 29.5555, 106.5442, "人行道", None, None),
+    ("demo:08", Source.CITIZEN, "09006", "路边有人占道卖菜", "解放碑某街口", 29.5578, 106.5751, "道路", "王女士", "13700001111"),
+    ("demo:09", Source.DRONE, "06025", "河面有大片漂浮垃圾，塑料瓶和泡沫", "嘉陵江大溪沟段近岸", 29.5655, 106.5502, "河道", None, None),
+    ("demo:10", Source.VEHICLE, "01011", "燃气井盖松动，车辆经过有响声", "石马河某路段", 29.6015, 106.5102, "道路", None, None),
+]
+
+
+def demo() -> None:
+    """演示：在示例城市里上报、路由、派遣一批问题，并把一件案卷走完全流程。"""
+    st = store()
+    out.print(f"[b]巡检 xunjian 演示[/b]  数据库：{st.write_engine.url.render_as_string()}  城市：{st.city.settings.name}")
+    created = 0
+    for ext, source, code, desc, address, lat, lon, context, name, phone in SAMPLES:
+        if st.find_external(ext):
+            continue
+        case = st.create_case(NewCase(source=source, code=code, description=desc, address=address, lat=lat, lon=lon,
+                                      context=context, reporter_name=name, reporter_phone=phone, external_id=ext),
+                              actor="demo")
+        st.act(case.number, Action.FILE, actor="值班长（演示）", note="符合立案条件")
+        st.act(case.number, Action.DISPATCH, actor="值班长（演示）")
+        created += 1
+    out.print(f"新建并派遣 {created} 件（已存在的跳过）。")
+
+    first = st.find_external("demo:01")
+    if first.status is Status.DISPATCHED:
+        who = first.department_id
+        st.act(first.number, Action.ACCEPT, actor=f"{who} 处置员")
+        st.act(first.number, Action.COMPLETE, actor=f"{who} 处置员", note="已更换同规格球墨铸铁井盖，设置警示后恢复通行")
+        st.act(first.number, Action.REQUEST_VERIFY, actor="值班长（演示）")
+        st.act(first.number, Action.PASS, actor="监督员（演示）", note="现场核查：井盖完好、与路面平顺")
+        st.act(first.number, Action.EVALUATE, actor="值班长（演示）", note="按时处置", rating=5)
+    case = st.get(first.number)
+    out.rule("一件案卷的完整流程")
+    render_case(case.public())
+    render_history(case.public())
+
+    out.rule("案卷看板")
+    rows = st.list(CaseQuery(limit=20))
+    t = Table()
+    for col in ("编号", "状态", "类别", "来源", "责任单位", "依据", "时限"):
+        t.add_column(col, overflow="fold")
+    for c in rows:
+        dept = st.city.departments.by_id.get(c.department_id)
+        t.add_row(c.number, c.status.value, f"{c.code} {c.title}", c.source.value, dept.label if dept else "—",
+                  f"{c.route_principle or ''} {c.route_rule or ''}", fmt_time(c.deadline))
+    out.print(t)
+    out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]")
