@@ -146,10 +146,6 @@ class Catalogue:
                 raise DataError(f"catalogue: duplicate entry {e.key}")
             self.entries[(e.kind, e.code)] = e
         self._legacy = {e.legacy_code: e for e in entries if e.legacy_code and e.kind is Kind.EVENT}
-        for e in entries:
-            for ref in e.related:
-                if self._find(ref) is None:
-                    raise DataError(f"catalogue: {e.key} relates to unknown code {ref!r}")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -294,4 +290,10 @@ def load_catalogue(folder: Path) -> Catalogue:
         for i, row in enumerate(read_yaml(local)):
             e = validate(CatalogueEntry, {**row, "local_extension": True, "curated": True}, f"{local} entry {i + 1}")
             entries.append(e)
-    return Catalogue(entries)
+    catalogue = Catalogue(entries)
+    for e in entries:
+        for ref in e.related:
+            if catalogue._find(ref) is None:
+                where = folder / ("local.yaml" if e.local_extension else "curated.yaml")
+                raise DataError(f"{where}: {e.key}: field related: unknown code {ref!r}")
+    return catalogue

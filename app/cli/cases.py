@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import typer
 from rich.panel import Panel
 from rich.table import Table
@@ -194,12 +196,17 @@ def due(
 def nearby(
     at: str = typer.Option(..., "--at", help="纬度,经度"),
     radius: float = typer.Option(50.0, "--radius", help="半径（米）"),
-    code: list[str] = typer.Option([], "--code", help="只看这些代码（默认：全部）"),
+    code: str = typer.Option(None, "--code", help="只看同类及相关类别（判重）；默认：全部类别"),
+    days: int = typer.Option(30, "--days", help="只看最近多少天创建的（与 --code 一起用）"),
     crs: str = typer.Option("wgs84", "--crs"),
 ):
-    """某点附近未结案的案卷（用于判重）。"""
+    """某点附近未结案的案卷（判重：同类或相关类别、一定距离和时间窗内）。"""
     p = parse_latlon(at, crs=crs)
-    rows = store().nearby_open(p.lat, p.lon, radius, codes=code or None)
+    st = store()
+    if code:
+        rows = st.find_duplicates(code, p.lat, p.lon, radius_m=radius, window=timedelta(days=days))
+    else:
+        rows = st.nearby_open(p.lat, p.lon, radius)
     t = Table(title=f"{p} 周边 {radius:g} 米内未结案案卷（{len(rows)}）")
     for col in ("编号", "距离(米)", "状态", "类别", "创建"):
         t.add_column(col)

@@ -71,11 +71,12 @@ def show(
 def search(
     text: str = typer.Argument(..., help="一句描述，如 “井盖破了”"),
     k: int = typer.Option(10, "-k", help="返回条数"),
-    kind: Kind = typer.Option(None, "--kind"),
+    kind: Kind = typer.Option(Kind.EVENT, "--kind", help="事件（默认：案件按事项分类）或 部件"),
+    any_kind: bool = typer.Option(False, "--all", help="部件和事件一起检索"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """按描述检索目录（字符 n-gram TF-IDF + 同义词命中）。"""
-    hits = city().catalogue.search(text, k=k, kind=kind)
+    hits = city().catalogue.search(text, k=k, kind=None if any_kind else kind)
     if as_json:
         return print_json([{"key": h.entry.key, "name": h.entry.name, "score": h.score, "matched": h.matched} for h in hits])
     if not hits:

@@ -1,0 +1,1 @@
+"""LangGraph agents: the case pipeline and the dispatch chat (issue: the case pipeline)."""

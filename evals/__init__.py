@@ -1,0 +1,1 @@
+"""Offline eval suites for models, prompts and rules (issue: eval suites)."""

@@ -1,0 +1,1 @@
+"""Footage → geolocated observations: decoding, telemetry, detection, tracking (issue: vision)."""
