@@ -20,13 +20,15 @@ _ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """``13812345678`` → ``138****5678``; anything else keeps only its last 4 characters."""
+    """``13812345678`` → ``138****5678``, ``023-68123456`` → ``023-****3456``; anything
+    else keeps only its last 4 characters."""
     if not phone:
         return phone
     digits = re.sub(r"\D", "", phone)
     if len(digits) == 11 and digits.startswith("1"):
         return f"{digits[:3]}****{digits[7:]}"
-    return "*" * max(len(phone) - 4, 0) + phone[-4:]
+    masked = mask_text(phone)
+    return masked if masked != phone else "*" * max(len(phone) - 4, 0) + phone[-4:]
 
 
 def mask_name(name: str | None) -> str | None:

@@ -104,3 +104,21 @@ def test_demo_runs_and_is_idempotent(run):
     cases = json.loads(run("cases", "list", "--json", "--limit", "100").stdout)
     assert len(cases) == 10
     assert all(c["department_id"] for c in cases)
+
+
+def test_user_text_is_shown_verbatim_and_evidence_is_hashed(run, tmp_path):
+    desc = "[bold red]忽略以上规则[/] 路边[垃圾]堆"
+    number = json.loads(run("cases", "create", "--code", "06010", "--desc", desc, "--json").stdout)["number"]
+    assert desc in run("cases", "show", number).stdout.replace("\n", "")
+    photo = tmp_path / "现场.jpg"
+    photo.write_bytes(b"\xff\xd8fake jpeg")
+    run("cases", "attach", number, str(photo), "https://example.org/a.png", "-m", "补拍")
+    shown = json.loads(run("cases", "show", number, "--json").stdout)
+    import hashlib
+
+    assert [e["kind"] for e in shown["evidence"]] == ["image", "link"]
+    assert shown["evidence"][0]["sha256"] == hashlib.sha256(b"\xff\xd8fake jpeg").hexdigest()
+    assert shown["history"][-1]["action"] == "补充证据"
+    p = run("cases", "attach", number, str(tmp_path / "missing.jpg"), ok=False)
+    assert p.returncode == 1 and "missing.jpg" in p.stderr
+    assert len(json.loads(run("cases", "show", number, "--json").stdout)["evidence"]) == 2

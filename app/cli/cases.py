@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
+from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -28,12 +31,12 @@ def render_case(case: Case) -> None:
     lines = [
         f"[b]{case.number}[/b]  [{RISK_STYLE.get(case.risk_level, '')}]■ {case.risk_level}[/]  状态：[b]{case.status.value}[/b]",
         f"类别：{case.kind.value} {case.code} {case.title}    来源：{case.source.value}    紧急程度：{case.urgency.value}",
-        f"描述：{case.description}",
-        f"地址：{case.address or '—'}",
+        f"描述：{escape(case.description)}",
+        f"地址：{escape(case.address) or '—'}",
         f"坐标：{f'{case.lat:.6f},{case.lon:.6f}' if case.lat is not None else '—'}    区域：{loc or '—'}    网格：{case.grid_id or '—'}",
         f"责任单位：{dept.name if dept else '—'}" + (f"（{case.route_principle}，规则 {case.route_rule}）" if case.route_rule else ""),
         f"处置时限：{fmt_time(case.deadline)}" + (f"    返工次数：{case.rework_count}" if case.rework_count else ""),
-        f"上报人：{case.reporter_name or '—'} {case.reporter_phone or ''}",
+        f"上报人：{escape(case.reporter_name or '—')} {escape(case.reporter_phone or '')}",
         f"创建：{fmt_time(case.created_at)}    更新：{fmt_time(case.updated_at)}" + (f"    结案：{fmt_time(case.closed_at)}" if case.closed_at else ""),
     ]
     if case.duplicate_of:
@@ -41,7 +44,7 @@ def render_case(case: Case) -> None:
     if case.rating:
         lines.append(f"评价：{case.rating}/5")
     for ev in case.evidence:
-        lines.append(f"证据：[{ev.kind}] {ev.uri} {ev.note}")
+        lines.append(escape(f"证据：[{ev.kind}] {ev.uri} {ev.note}"))
     nxt = "、".join(a.value for a in allowed_actions(case.status)) or "无"
     lines.append(f"[dim]可执行操作：{nxt}[/]")
     out.print(Panel("\n".join(lines), title="案卷", expand=False))
@@ -53,7 +56,7 @@ def render_history(case: Case) -> None:
         t.add_column(col)
     for h in case.history:
         extra = "；".join(f"{k}={v}" for k, v in h.data.items() if k in ("department", "deadline", "approver", "duplicate_of", "rating", "returned_by"))
-        t.add_row(fmt_time(h.at), h.actor, h.action, h.from_status or "—", h.to_status, "；".join(x for x in [h.note, extra] if x))
+        t.add_row(fmt_time(h.at), escape(h.actor), h.action, h.from_status or "—", h.to_status, escape("；".join(x for x in [h.note, extra] if x)))
     out.print(t)
 
 
@@ -83,7 +86,7 @@ def create(
         source=source, code=code, description=description, address=address,
         lat=point and point.lat, lon=point and point.lon, context=context, owner=owner, urgency=urgency,
         reporter_name=reporter, reporter_phone=phone, external_id=external_id,
-        evidence=[Evidence(kind="link" if e.startswith(("http://", "https://")) else "image", uri=e) for e in evidence],
+        evidence=[_evidence(e) for e in evidence],
     )
     case = store().create_case(new, actor=actor(who), now=parse_time(when))
     shown = case if reveal else case.public()
@@ -131,7 +134,7 @@ def list_(
         t.add_column(col, overflow="fold")
     for c in cases:
         t.add_row(c.number, c.status.value, f"[{RISK_STYLE.get(c.risk_level, '')}]{c.risk_level}[/]", f"{c.code} {c.title}",
-                  c.source.value, c.department_id or "—", fmt_time(c.deadline), c.description[:30])
+                  c.source.value, c.department_id or "—", fmt_time(c.deadline), escape(c.description[:30]))
     out.print(t)
 
 
@@ -163,6 +166,34 @@ def act(
     last = case.history[-1]
     out.print(f"[green]✓[/] {case.number}：{last.action}（{last.from_status} → {last.to_status}）")
     render_case(case.public())
+
+
+@app.command()
+def attach(
+    number: str = typer.Argument(..., help="案卷编号"),
+    files: list[str] = typer.Argument(..., help="证据文件路径或 URL"),
+    note: str = typer.Option("", "--note", "-m"),
+    who: str = typer.Option(None, "--actor"),
+):
+    """为案卷补充证据（照片、视频、链接）；本地文件记录 sha256，原文件不改动。"""
+    evidence = [_evidence(f) for f in files]
+    case = store().add_evidence(number, evidence, actor=actor(who), note=note)
+    out.print(f"[green]✓[/] {case.number}：补充证据 {len(evidence)} 项，共 {len(case.evidence)} 项")
+
+
+def _evidence(ref: str) -> Evidence:
+    """A local file (must exist; hashed) or a URL."""
+    if ref.startswith(("http://", "https://")):
+        return Evidence(kind="link", uri=ref)
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise InvalidInput(f"evidence file {ref!r} does not exist (give a file path or an http(s) URL)")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    kind = "video" if path.suffix.lower() in {".mp4", ".mov", ".avi", ".mkv"} else "image" if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp"} else "text"
+    return Evidence(kind=kind, uri=str(path.resolve()), sha256=digest.hexdigest())
 
 
 @app.command()

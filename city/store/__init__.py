@@ -7,6 +7,7 @@ or none of it. Creation is idempotent on ``external_id``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,21 @@ from city.store.db import make_engines, migrate
 from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
 
 SYSTEM = "system"
+
+
+def _cap_box(lat: float, lon: float, radius_m: float) -> tuple[float, float, tuple[float, float] | None]:
+    """(lat_min, lat_max, (lon_min, lon_max) or None) bounding every point within
+    ``radius_m`` of (lat, lon), with the margins of :func:`city.geo.cells_within`;
+    no longitude bounds where the circle holds a pole or crosses the antimeridian."""
+    d = radius_m * (1 + 1e-9) / geo.EARTH_RADIUS_M
+    dlat = math.degrees(d) + 1e-9
+    cos_lat = math.cos(math.radians(lat))
+    if lat + dlat >= 90 or lat - dlat <= -90 or math.sin(d) >= cos_lat:
+        return lat - dlat, lat + dlat, None
+    dlon = math.degrees(math.asin(math.sin(d) / cos_lat)) + 1e-9
+    if lon - dlon < -180 or lon + dlon > 180:
+        return lat - dlat, lat + dlat, None
+    return lat - dlat, lat + dlat, (lon - dlon, lon + dlon)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -143,7 +159,7 @@ class Store:
     @staticmethod
     def _evidence_row(case_id: int, ev: Evidence, actor: str, now: datetime) -> EvidenceRow:
         return EvidenceRow(case_id=case_id, kind=ev.kind, uri=ev.uri, note=ev.note, sha256=ev.sha256,
-                           captured_at=ev.captured_at, added_at=now, added_by=actor)
+                           captured_at=ev.captured_at and _now(ev.captured_at), added_at=now, added_by=actor)
 
     # -- reading -------------------------------------------------------------------
 
@@ -191,9 +207,9 @@ class Store:
             if value:
                 stmt = stmt.where(col == value)
         if q.since:
-            stmt = stmt.where(CaseRow.created_at >= q.since)
+            stmt = stmt.where(CaseRow.created_at >= _now(q.since))
         if q.until:
-            stmt = stmt.where(CaseRow.created_at < q.until)
+            stmt = stmt.where(CaseRow.created_at < _now(q.until))
         return stmt
 
     def list(self, q: CaseQuery | None = None) -> list[Case]:
@@ -238,7 +254,9 @@ class Store:
                 row.urgency = urgency.value
                 data["urgency"] = urgency.value
 
-            if action is Action.DISPATCH:
+            # 解除挂账 of a case shelved before any department held it (挂账 from 立案) enters
+            # 派遣 with no department: route it as a 派遣 would
+            if action is Action.DISPATCH or (action is Action.UNSHELVE and row.department_id is None):
                 returned = self._returned_by(s, row.id)
                 if department_id:
                     dept = self.city.departments.get(department_id)
@@ -255,7 +273,7 @@ class Store:
             elif department_id:
                 raise InvalidInput(f"a department is chosen only when dispatching (派遣), not at {action.value}")
 
-            if after is Status.DISPATCHED:  # 派遣, 核查不通过 (rework), 解除挂账: a new time limit runs
+            if after is Status.DISPATCHED and action is not Action.EXTEND:  # 派遣, 核查不通过 (rework), 解除挂账: a new time limit runs
                 limit = entry.time_limits[Urgency(row.urgency)]
                 row.deadline = self.city.deadline(row.department_id, now, limit)
                 data["deadline"] = row.deadline.isoformat()
@@ -316,13 +334,19 @@ class Store:
     ) -> list[tuple[Case, float]]:
         """Open cases within ``radius_m`` of a point (optionally of given codes and
         created since a time), nearest first, with their distance in metres.
-        Uses the ``(cell, code)`` index: a handful of cells, never a table scan."""
+        Uses the ``(cell, code, created_at)`` index: a handful of cells, never a
+        table scan; the circle's bounding box keeps the rest of those cells' rows
+        out of the ORM (see benchmarks/README.md)."""
         cells = geo.cells_within(lat, lon, radius_m)
         stmt = select(CaseRow).where(CaseRow.cell.in_(cells), CaseRow.status.in_([st.value for st in OPEN]))
         if codes:
             stmt = stmt.where(CaseRow.code.in_(codes))
         if since:
-            stmt = stmt.where(CaseRow.created_at >= since)
+            stmt = stmt.where(CaseRow.created_at >= _now(since))
+        lat_lo, lat_hi, lon_range = _cap_box(lat, lon, radius_m)
+        stmt = stmt.where(CaseRow.lat.between(lat_lo, lat_hi))
+        if lon_range:
+            stmt = stmt.where(CaseRow.lon.between(*lon_range))
         with self.reading() as s:
             rows = s.execute(stmt).scalars().all()
         out = []
@@ -332,6 +356,16 @@ class Store:
                 out.append((self._to_case(r), d))
         out.sort(key=lambda x: x[1])
         return out
+
+    def find_duplicates(
+        self, code: str, lat: float, lon: float, *, kind: Kind | None = None, radius_m: float = 50.0,
+        window: timedelta = timedelta(days=30), now: datetime | None = None,
+    ) -> list[tuple[Case, float]]:
+        """Open cases of the same or a related class (its 部件/事件 twin and the
+        classes the catalogue names as related) within ``radius_m`` and ``window``."""
+        entry = self.city.catalogue.get(code, kind)
+        codes = sorted({e.code for e in self.city.catalogue.related(entry)})
+        return self.nearby_open(lat, lon, radius_m, codes=codes, since=_now(now) - window)
 
     def due(self, now: datetime | None = None, department_id: str | None = None, soon: bool = True) -> list[tuple[Case, str, timedelta]]:
         """Cases held by a department that are 已超期 (and, with ``soon``, 即将超期),

@@ -74,7 +74,7 @@ class CaseRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        Index("ix_cases_cell_code", "cell", "code"),
+        Index("ix_cases_cell_code_created", "cell", "code", "created_at"),  # the dedupe lookup (migration 0002)
         Index("ix_cases_status_department", "status", "department_id"),
         Index("ix_cases_deadline", "deadline"),
         Index("ix_cases_created_at", "created_at"),
@@ -86,7 +86,7 @@ class EvidenceRow(Base):
     __tablename__ = "case_evidence"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("cases.id", ondelete="CASCADE"), index=True)  # as in 0001
     kind: Mapped[str] = mapped_column(String(8))
     uri: Mapped[str] = mapped_column(Text)
     note: Mapped[str] = mapped_column(Text, default="")
@@ -100,7 +100,7 @@ class AuditRow(Base):
     __tablename__ = "case_audit"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("cases.id", ondelete="CASCADE"), index=True)  # as in 0001
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))
