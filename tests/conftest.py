@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from city.bundle import load_city
+from fake_openai import fake_llm  # noqa: F401 - the scripted OpenAI-compatible server (tests/ is on sys.path)
 
 PG_URL = os.environ.get("XUNJIAN_TEST_PG_URL")
 

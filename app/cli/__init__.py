@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from app.cli import catalog, cases, db, demo, depts, route
+from app.cli import catalog, cases, db, demo, depts, pipeline, route
 from app.cli.common import err, state
 from city.errors import XunjianError
 
@@ -23,6 +23,8 @@ app.add_typer(depts.app, name="depts")
 app.add_typer(route.app, name="route")
 app.add_typer(cases.app, name="cases")
 app.add_typer(db.app, name="db")
+app.add_typer(pipeline.review_app, name="review")
+app.command("report")(pipeline.report)
 app.command("demo")(demo.demo)
 
 

@@ -204,6 +204,32 @@ def history(number: str = typer.Argument(...), as_json: bool = typer.Option(Fals
 
 
 @app.command()
+def trace(number: str = typer.Argument(..., help="案卷编号"), full: bool = typer.Option(False, "--full", help="显示完整的提示词和回复")):
+    """案件流水线的每一步，以及每次 LLM 调用的提示词、回复、token 和耗时。"""
+    from agents.llm import SqlCallLog
+    from agents.pipeline import Pipeline
+
+    st = store()
+    case = st.get(number)
+    if not case.external_id:
+        out.print(f"{number} 不是由案件流水线创建的（没有流水线记录）。")
+        raise typer.Exit(1)
+    try:
+        result = Pipeline(st).state_of(number)
+        out.print(Panel(escape("\n".join(result.state.notes)), title=f"{number} 流水线步骤（线程 {result.thread_id}）", expand=False))
+    except Exception as e:  # noqa: BLE001 - a case whose thread is gone still has its LLM log
+        out.print(f"[yellow]流水线状态不可用：{e}[/]")
+    log = SqlCallLog(st)
+    calls = log.calls_for(case.external_id)
+    cost = log.cost(case.external_id)
+    out.print(f"LLM 调用 {cost.calls} 次（失败 {cost.failed}），提示 {cost.prompt_tokens} tokens，生成 {cost.completion_tokens} tokens，耗时 {cost.latency_ms} ms")
+    for c in calls:
+        req = c.request if full else {k: v for k, v in (c.request or {}).items() if k != "messages"}
+        body = f"请求：{req}\n回复：{c.response if full else (c.response or '')[:300]}" + (f"\n错误：{c.error}" if c.error else "")
+        out.print(Panel(escape(body), title=f"{c.at:%H:%M:%S} {c.step} 第{c.attempt}次 {'✓' if c.ok else '✗'} {c.model or ''} {c.latency_ms}ms", expand=False))
+
+
+@app.command()
 def due(
     dept: str = typer.Option(None, "--dept", help="只看某个责任单位"),
     overdue_only: bool = typer.Option(False, "--overdue", help="只看已超期"),

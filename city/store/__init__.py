@@ -24,6 +24,7 @@ from city.catalogue import Kind, Urgency, WorkDuration
 from city.cases import AuditEntry, Case, CaseQuery, Evidence, NewCase
 from city.errors import InvalidInput, NotFound, XunjianError
 from city.lifecycle import OPEN, WITH_DEPARTMENT, Action, Status, transition
+from city.routing import RouteDecision
 from city.store.db import make_engines, migrate
 from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
 
@@ -238,9 +239,14 @@ class Store:
         approver: str | None = None,
         duplicate_of: str | None = None,
         rating: int | None = None,
+        decision: RouteDecision | None = None,
         now: datetime | None = None,
     ) -> Case:
-        """Apply one lifecycle action in one transaction (check, change, audit row)."""
+        """Apply one lifecycle action in one transaction (check, change, audit row).
+
+        派遣 goes to ``department_id`` when given (人工指定), else to the department
+        of ``decision`` (a routing already made, e.g. by the pipeline), else to what
+        the responsibility rules decide now."""
         now = _now(now)
         if not actor or not actor.strip():
             raise InvalidInput("every action needs an actor (who did it)")
@@ -262,7 +268,8 @@ class Store:
                     dept = self.city.departments.get(department_id)
                     row.route_rule, row.route_principle, row.route_note = "manual", "人工指定", f"由 {actor} 指定"
                 else:
-                    decision = self.city.route(entry, row.lat, row.lon, row.context, row.owner, exclude=frozenset(returned))
+                    if decision is None or decision.department_id in returned:
+                        decision = self.city.route(entry, row.lat, row.lon, row.context, row.owner, exclude=frozenset(returned))
                     dept = self.city.departments.get(decision.department_id)
                     row.route_rule = decision.rule_id or "无责任主体"
                     row.route_principle = decision.principle

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
@@ -118,3 +118,28 @@ class CounterRow(Base):
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class LlmCallRow(Base):
+    """One request to an LLM endpoint (every attempt, failed ones too): what was
+    asked, what came back, tokens and latency (migration 0003). Read by
+    ``agents.llm.SqlCallLog`` for ``xunjian cases trace`` and cost per case."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    call_id: Mapped[str] = mapped_column(String(32))  # the attempts of one logical call share it
+    step: Mapped[str] = mapped_column(String(32))
+    case_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(255))  # host[:port] of the base URL only
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    request: Mapped[dict] = mapped_column(JSON)  # messages, schema name, tools, parameters; never the key
+    response: Mapped[str | None] = mapped_column(Text)
