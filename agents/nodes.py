@@ -21,7 +21,7 @@ from agents import offline, safety
 from agents.context import Context
 from agents.state import Candidate, PipelineState, Review, Triage
 from city.cases import Evidence, NewCase
-from city.catalogue import Kind, Source, Urgency
+from city.catalogue import Kind, Risk, Source, Urgency
 from city.lifecycle import Action, Status
 
 CITIZEN_SOURCES = {Source.CITIZEN, Source.HOTLINE}
@@ -170,7 +170,7 @@ def draft_record(state: PipelineState, runtime: Runtime[Context]) -> dict:
     ctx, r, t = runtime.context, state.report, state.triage
     case = ctx.store.create_case(
         NewCase(source=r.source, kind=Kind(t.kind), code=t.code, description=r.text, address=r.address,
-                lat=r.lat, lon=r.lon, context=r.context, owner=r.owner, urgency=Urgency(t.urgency),
+                lat=r.lat, lon=r.lon, context=r.context, owner=r.owner, urgency=Urgency(t.urgency), risk_level=Risk(t.risk_level),
                 reporter_name=r.reporter_name, reporter_phone=r.reporter_phone,
                 external_id=r.external_id or _thread_id(), evidence=r.evidence),
         actor=ctx.actor,

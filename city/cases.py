@@ -70,6 +70,7 @@ class NewCase(BaseModel):
     context: str | None = None  # location context for routing: 道路, 小区内, 河道 …
     owner: str | None = None  # asset owner, when known (责随权走)
     urgency: Urgency | None = None  # default: the catalogue's default priority
+    risk_level: Risk | None = None  # default: the catalogue's risk level (triage may raise it)
     reporter_name: str | None = Field(default=None, max_length=64)
     reporter_phone: str | None = Field(default=None, max_length=32)
     external_id: str | None = Field(default=None, max_length=128)  # idempotency key (observation id, Open311 token …)

@@ -136,7 +136,7 @@ class Store:
                     context=new.context,
                     owner=new.owner,
                     urgency=(new.urgency or entry.default_priority).value,
-                    risk_level=entry.risk_level.value,
+                    risk_level=(new.risk_level or entry.risk_level).value,
                     status=Status.REPORTED.value,
                     reporter_name=new.reporter_name,
                     reporter_phone=new.reporter_phone,
