@@ -71,10 +71,17 @@ def triage(state: PipelineState, runtime: Runtime[Context]) -> dict:
     notes = []
     if not r.detector_code and ctx.llm.enabled and result.candidates:
         chosen = _llm_triage(ctx, state, off, result)
-        if chosen is not None:
-            result = chosen
-        else:
+        if chosen is None:
             notes.append("triage：LLM 输出无效或不可用，回退到离线策略")
+        elif chosen.code is None and result.confidence >= ctx.trust_retrieval_above:
+            notes.append(f"triage：LLM 认为都不符合（{chosen.reason}），但检索命中高置信，保留检索结果")
+        elif chosen.code != result.code and result.confidence >= ctx.trust_retrieval_above:
+            # a confident retrieval match (a verbatim synonym) outranks a disagreeing model:
+            # keep it, but lower the confidence so a human looks at the disagreement
+            notes.append(f"triage：LLM 选择 {chosen.code or '都不符合'}（{chosen.reason}），与高置信检索结果不一致，保留检索结果并交人工审核")
+            result = result.model_copy(update={"confidence": min(result.confidence, ctx.review_below - 0.01)})
+        else:
+            result = chosen
     notes.append(f"triage（{result.policy}）：{result.code or '未能归类'} {result.name or ''}，置信度 {result.confidence:.2f}；{result.reason}")
     return {"triage": result, "notes": state.notes + notes}
 

@@ -462,12 +462,15 @@ def test_start_server_context_manager(tmp_path):
     assert proc.poll() is not None
     assert lm.health(srv.url) is None
     assert not lay.pidfile.exists()
+    assert not srv.log_path.exists()  # a throw-away server leaves no log behind when it stops cleanly
 
 
 def test_start_server_that_crashes_reports_its_log(tmp_path):
     lay = fake_install(tmp_path / "llm", mode="crash")
-    with pytest.raises(lm.LocalModelError, match="failed to load model"):
+    with pytest.raises(lm.LocalModelError, match="failed to load model") as e:
         lm.start_server(root=lay.root, timeout=30)
+    log = Path(str(e.value).rsplit("log: ", 1)[1])
+    assert "failed to load model" in log.read_text()  # kept for the user to read
 
 
 def test_start_server_refuses_a_busy_port(tmp_path):
@@ -507,6 +510,23 @@ def test_cli_status_json(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["server"]["version"] == "1 (fake)" and data["model"]["name"] == "fake" and data["running"] is None
+
+
+def test_cli_install_gguf_errors_are_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli.llm import app
+
+    monkeypatch.setenv("XUNJIAN_LLM_HOME", str(tmp_path / "llm"))
+    monkeypatch.setattr(lm, "install_server", lambda *a, **k: pytest.fail("must not build"))
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"<html>not found</html>")
+    for args, why in ((["--gguf", str(bad)], "not a GGUF model"),
+                      (["--gguf", str(tmp_path / "nope.gguf")], "no such file"),
+                      (["--gguf", str(bad), "--only", "server"], "does not go with --only server"),
+                      (["--link"], "goes with --gguf")):
+        r = CliRunner().invoke(app, ["install", *args])
+        assert isinstance(r.exception, lm.LocalModelError) and why in str(r.exception), (args, r.output)
 
 
 # -- the real thing --------------------------------------------------------------------------------

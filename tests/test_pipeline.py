@@ -204,3 +204,24 @@ def test_gate_survives_a_killed_process_and_resumes_elsewhere(db_url, tmp_path):
                                       env=env, timeout=120).stdout)
     assert shown["status"] == "派遣" and shown["history"][-1]["actor"] == "值班长"
     assert time.time() - t0 < 120
+
+
+@pytest.mark.local_llm
+def test_real_local_model_end_to_end(tmp_path):
+    """A real report through the real embedded model (after `xunjian llm install`)."""
+    from agents import local_model
+    from agents.config import LLMConfig
+    from agents.context import llm_endpoint
+    from city.store import Store
+
+    if local_model.installed() is None:
+        pytest.skip("embedded model not installed: run `xunjian llm install` (or set XUNJIAN_LLM_HOME)")
+    store = Store(f"sqlite:///{tmp_path / 'local.db'}")
+    with llm_endpoint(LLMConfig(backend="local", timeout_s=180)) as config:
+        client = LLMClient(config, log=SqlCallLog(store))
+        pipe = Pipeline(store, Context.default(store, llm=client))
+        r = pipe.run(report("十字路口的红绿灯坏了，一直不亮，车辆乱成一团"))
+    assert r.state.case_number and r.state.triage.code == "02014"  # a verbatim synonym: retrieval is trusted
+    calls = SqlCallLog(store).calls_for(r.thread_id)
+    assert calls and calls[0].step == "triage" and calls[0].ok and calls[0].prompt_tokens
+    assert calls[0].prompt_tokens < 1500, "the local model's prompt budget per case"

@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from app.cli import catalog, cases, db, demo, depts, pipeline, route
+from app.cli import catalog, cases, db, demo, depts, llm, pipeline, route
 from app.cli.common import err, state
 from city.errors import XunjianError
 
@@ -24,6 +24,7 @@ app.add_typer(route.app, name="route")
 app.add_typer(cases.app, name="cases")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.review_app, name="review")
+app.add_typer(llm.app, name="llm")
 app.command("report")(pipeline.report)
 app.command("demo")(demo.demo)
 

@@ -161,6 +161,10 @@ def install(
     check: bool = typer.Option(True, "--check/--no-check", help="装好后启动一次服务、生成几个 token 验证"),
 ):
     """构建 llama-server 并安装模型（首次约 6 分钟编译 + 1.1 GB 下载；已完成的步骤会跳过）。"""
+    if gguf is not None and only == Only.server:
+        raise lm.LocalModelError("--gguf installs a model: it does not go with --only server")
+    if link and gguf is None:
+        raise lm.LocalModelError("--link goes with --gguf PATH")
     lay = lm.layout()
     out.print(f"安装目录：{lay.root}")
     started = time.monotonic()
@@ -224,6 +228,7 @@ def serve(
     threads: int = typer.Option(None, "--threads", min=1, help="推理线程数（默认：CPU 核数）"),
     parallel: int = typer.Option(1, "--parallel", min=1, help="并行槽位数（每个槽位分得 ctx/parallel）"),
     background: bool = typer.Option(False, "--background", "-d", help="后台运行（写 pid 文件后返回；xunjian llm stop 停止）"),
+    busy_wait: bool = typer.Option(False, "--busy-wait", help="线程忙等（机器空闲时生成快约 30%，有其他进程争用 CPU 时慢 5-10 倍）"),
     timeout: float = typer.Option(180, "--timeout", help="等待 /health 就绪的秒数"),
 ):
     """在 127.0.0.1 上启动 llama-server（OpenAI 兼容接口 /v1）；默认前台运行，Ctrl-C 停止。"""
@@ -232,7 +237,7 @@ def serve(
                                  f"`xunjian llm stop` first")
     with out.status("启动 llama-server，等待 /health …"):
         handle = lm.start_server(port or None, ctx=ctx, threads=threads, parallel=parallel, timeout=timeout,
-                                 detach=background, record=True)
+                                 detach=background, record=True, busy_wait=busy_wait)
     out.print(f"[green]就绪[/]：[b]{handle.base_url}[/]  模型 {handle.model}  pid {handle.pid}")
     out.print(f"[dim]日志：{handle.log_path}[/]")
     if background:

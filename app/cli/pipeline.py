@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import typer
 from rich.markup import escape
 from rich.panel import Panel
@@ -15,10 +17,17 @@ from city.geo import parse_latlon
 review_app = typer.Typer(help="审核：在审核关口等待人工确认的案件。", no_args_is_help=True)
 
 
+@contextmanager
 def _pipeline():
+    """The pipeline on the default store, with the configured LLM (starting the
+    embedded model for the ``local`` backend, and stopping it afterwards)."""
+    from agents.context import Context, llm_endpoint
+    from agents.llm import LLMClient, SqlCallLog
     from agents.pipeline import Pipeline
 
-    return Pipeline(store())
+    st = store()
+    with llm_endpoint() as config:
+        yield Pipeline(st, Context.default(st, llm=LLMClient(config, log=SqlCallLog(st))))
 
 
 RECORD_FIELDS = [
@@ -70,16 +79,17 @@ def report(
     point = parse_latlon(at, crs=crs) if at else None
     rep = Report(source=source, text=text, lat=point and point.lat, lon=point and point.lon, address=address,
                  context=context, reporter_name=name, reporter_phone=phone, external_id=external_id)
-    pipe = _pipeline()
-    if not pipe.context.llm.enabled:
-        out.print("[dim]policy: offline（未配置 LLM：检索分类 + 规则路由 + 模板起草）[/]")
-    _show(pipe.run(rep), as_json)
+    with _pipeline() as pipe:
+        if not pipe.context.llm.enabled:
+            out.print("[dim]policy: offline（未配置 LLM：检索分类 + 规则路由 + 模板起草）[/]")
+        _show(pipe.run(rep), as_json)
 
 
 @review_app.command("list")
 def review_list(as_json: bool = typer.Option(False, "--json")):
     """等待审核的案件。"""
-    rows = _pipeline().waiting()
+    with _pipeline() as pipe:
+        rows = pipe.waiting()
     if as_json:
         return print_json(rows)
     t = Table(title=f"待审核（{len(rows)}）")
@@ -96,7 +106,8 @@ def review_list(as_json: bool = typer.Option(False, "--json")):
 def approve(number: str, note: str = typer.Option("", "--note", "-m"), who: str = typer.Option(None, "--actor"),
             as_json: bool = typer.Option(False, "--json")):
     """批准：立案并按拟定单位派遣。"""
-    _show(_pipeline().resume(number, "approve", by=actor(who), note=note), as_json)
+    with _pipeline() as pipe:
+        _show(pipe.resume(number, "approve", by=actor(who), note=note), as_json)
 
 
 @review_app.command()
@@ -105,11 +116,13 @@ def edit(number: str, dept: str = typer.Option(None, "--dept", help="改派单�
          who: str = typer.Option(None, "--actor"), as_json: bool = typer.Option(False, "--json")):
     """修改后批准：改派单位和/或紧急程度，然后立案派遣。"""
     edits = {k: v for k, v in {"department_id": dept, "urgency": urgency and urgency.value}.items() if v}
-    _show(_pipeline().resume(number, "edit", by=actor(who), note=note, edits=edits), as_json)
+    with _pipeline() as pipe:
+        _show(pipe.resume(number, "edit", by=actor(who), note=note, edits=edits), as_json)
 
 
 @review_app.command()
 def reject(number: str, note: str = typer.Option(..., "--note", "-m", help="不予立案的原因"),
            who: str = typer.Option(None, "--actor"), as_json: bool = typer.Option(False, "--json")):
     """驳回：不予立案（须说明原因）。"""
-    _show(_pipeline().resume(number, "reject", by=actor(who), note=note), as_json)
+    with _pipeline() as pipe:
+        _show(pipe.resume(number, "reject", by=actor(who), note=note), as_json)
