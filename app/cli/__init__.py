@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from app.cli import catalog, cases, db, demo, depts, llm, pipeline, route
+from app.cli import catalog, cases, db, demo, depts, llm, pipeline, route, vision
 from app.cli.common import err, state
 from city.errors import XunjianError
 
@@ -24,7 +24,11 @@ app.add_typer(route.app, name="route")
 app.add_typer(cases.app, name="cases")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.review_app, name="review")
+app.add_typer(pipeline.pipeline_app, name="pipeline")
 app.add_typer(llm.app, name="llm")
+app.add_typer(vision.obs_app, name="observations")
+app.add_typer(vision.vision_app, name="vision")
+app.command("ingest")(vision.ingest)
 app.command("report")(pipeline.report)
 app.command("demo")(demo.demo)
 

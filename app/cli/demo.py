@@ -4,7 +4,10 @@ Opens (or reuses) the default store, reports a dozen realistic issues from
 patrols and citizens in the sample districts, routes and dispatches them by
 the responsibility rules, walks one case through the whole loop
 (发现 → 立案 → 派遣 → 处置 → 核查 → 结案 → 评价) and prints the board.
-Idempotent: a second run finds the same cases and changes nothing.
+Then the footage half: renders the demo patrol batch (a forward-camera video
+with its GPX track, once, into the data dir) and ingests it with the bundled
+demo detector, printing one observation per physical issue.
+Idempotent: a second run finds the same cases and files and changes nothing.
 """
 
 from __future__ import annotations
@@ -71,4 +74,35 @@ def demo() -> None:
         t.add_row(c.number, c.status.value, f"{c.code} {c.title}", c.source.value, dept.label if dept else "—",
                   f"{c.route_principle or ''} {c.route_rule or ''}", fmt_time(c.deadline))
     out.print(t)
-    out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]")
+    footage(st)
+    out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]、"
+              "[b]xunjian observations list --batch demo-2026-11-20[/b]")
+
+
+def footage(st) -> None:
+    """Render (once) and ingest the demo patrol batch; print its observations."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.cli.vision import RichProgress
+    from city import settings
+    from vision.ingest import IngestOptions, ingest
+    from vision.synth.footage import make_demo_batch
+
+    out.rule("巡检视频：抽帧 → 检测 → 跟踪 → 定位 → 观测")
+    folder = settings.home() / "demo" / "patrol-batch"
+    if not (folder / ".complete").exists():
+        out.print(f"渲染演示巡检视频（合成街景，20 秒，1280×720，含 GPX 轨迹）到 {folder} …")
+        make_demo_batch(folder)
+        (folder / ".complete").touch()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=out) as p:
+        report = ingest(folder, st, IngestOptions(), RichProgress(p))
+    for note in report.notes:
+        out.print(f"[yellow]注意[/]：{note}")
+    obs = st.observations(report.batch_id)
+    t = Table(title=f"批次 {report.batch_id}：{len(obs)} 条观测（每个物理问题一条）")
+    for col in ("类别", "代码", "置信度", "帧数", "位置（WGS-84）", "误差", "证据图"):
+        t.add_column(col, overflow="fold")
+    for o in obs:
+        t.add_row(o.label_zh or o.class_name, o.code or "—（不是问题）", f"{o.confidence:.2f}", str(o.frames),
+                  f"{o.lat:.6f},{o.lon:.6f}", f"±{o.error_m:.0f} m", o.frame_uri or "—")
+    out.print(t)

@@ -15,6 +15,7 @@ from city.catalogue import Source, Urgency
 from city.geo import parse_latlon
 
 review_app = typer.Typer(help="审核：在审核关口等待人工确认的案件。", no_args_is_help=True)
+pipeline_app = typer.Typer(help="案件流水线：把视频批次的观测批量送入流水线。", no_args_is_help=True)
 
 
 @contextmanager
@@ -83,6 +84,32 @@ def report(
         if not pipe.context.llm.enabled:
             out.print("[dim]policy: offline（未配置 LLM：检索分类 + 规则路由 + 模板起草）[/]")
         _show(pipe.run(rep), as_json)
+
+
+@pipeline_app.command("run")
+def run_batch(
+    batch: str = typer.Option(..., "--batch", "-b", help="批次号（xunjian observations batches）"),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="同时处理的观测数"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """把一个视频批次里尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。"""
+    from agents.batch import run_batch as run
+
+    with _pipeline() as pipe:
+        results = run(pipe, batch, max_concurrency=concurrency)
+    if as_json:
+        return print_json(results)
+    if not results:
+        out.print(f"批次 {batch} 没有待处理的问题观测（都已立案或附加到案件）。")
+        return
+    t = Table(title=f"批次 {batch}：{len(results)} 条观测送入流水线")
+    for col in ("观测", "类别代码", "案卷", "结果"):
+        t.add_column(col)
+    outcome_zh = {"dispatched": "已派遣", "attached": "并入已有案件", "rejected": "已驳回", "waiting": "等待审核", None: "未立案"}
+    for r in results:
+        t.add_row(r["observation"].rsplit(":", 1)[-1], r["code"] or "—", r["case"] or "—",
+                  outcome_zh.get("waiting" if r["waiting"] else r["outcome"], r["outcome"]))
+    out.print(t)
 
 
 @review_app.command("list")

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from city import geo, settings
 from city.bundle import CityData, load_city
-from city.catalogue import Kind, Urgency, WorkDuration
 from city.cases import AuditEntry, Case, CaseQuery, Evidence, NewCase
+from city.catalogue import Kind, Urgency, WorkDuration
 from city.errors import InvalidInput, NotFound, XunjianError
 from city.lifecycle import OPEN, WITH_DEPARTMENT, Action, Status, transition
 from city.routing import RouteDecision
 from city.store.db import make_engines, migrate
+from city.store.observations import ObservationStore
 from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
 
 SYSTEM = "system"
@@ -54,7 +55,7 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-class Store:
+class Store(ObservationStore):
     """Open (and migrate) the store at ``url`` (default: ``XUNJIAN_DB_URL`` or the
     SQLite file in the user's data dir) for the given city data."""
 

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
@@ -143,3 +155,71 @@ class LlmCallRow(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     request: Mapped[dict] = mapped_column(JSON)  # messages, schema name, tools, parameters; never the key
     response: Mapped[str | None] = mapped_column(Text)
+
+
+class BatchRow(Base):
+    """An ingest batch of footage (migration 0004)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(8))
+    platform_id: Mapped[str | None] = mapped_column(String(64))
+    root: Mapped[str] = mapped_column(Text)
+    manifest: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BatchFileRow(Base):
+    """One file of a batch, done or failed; a file is skipped on re-run when its
+    sha256 matches a done row (migration 0004)."""
+
+    __tablename__ = "batch_files"
+
+    batch_id: Mapped[str] = mapped_column(String(128), ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8))
+    error: Mapped[str | None] = mapped_column(Text)
+    observations: Mapped[int] = mapped_column(Integer, default=0)
+    stats: Mapped[dict] = mapped_column(JSON, default=dict)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ObservationRow(Base):
+    """One physical issue seen in footage (migration 0004); see ``city.observations``."""
+
+    __tablename__ = "observations"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), ForeignKey("batches.id", ondelete="CASCADE"))
+    file: Mapped[str] = mapped_column(String(512))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(8))
+    platform_id: Mapped[str | None] = mapped_column(String(64))
+    class_name: Mapped[str] = mapped_column(String(64))
+    label_zh: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str | None] = mapped_column(String(4))
+    code: Mapped[str | None] = mapped_column(String(5))
+    confidence: Mapped[float] = mapped_column(Float)
+    mean_confidence: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    cell: Mapped[int] = mapped_column(BigInteger)
+    error_m: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
+    first_t: Mapped[float] = mapped_column(Float)
+    last_t: Mapped[float] = mapped_column(Float)
+    best_t: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    box: Mapped[list] = mapped_column(JSON)
+    frame_uri: Mapped[str | None] = mapped_column(Text)
+    crop_uri: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(64))
+    case_number: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_observations_batch_file", "batch_id", "file"),
+        Index("ix_observations_cell_code", "cell", "code"),
+    )

@@ -1,0 +1,105 @@
+"""A vision batch through the case pipeline, assembled in one place:
+
+    START → plan ─Send("case", report) × N→ case → END
+
+``plan`` turns the batch's issue observations that have no case yet into
+reports; LangGraph fans them out with ``Send`` and runs at most
+``max_concurrency`` at a time; ``case`` runs the case pipeline
+(:mod:`agents.graph`, its own checkpointed thread per observation, keyed
+``obs:<observation id>`` so a re-run finds the same case) and links the
+observation to the case it opened or joined.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from pydantic import BaseModel
+
+from agents.state import Report
+from city.cases import Evidence
+from city.observations import Observation
+
+
+class BatchState(BaseModel):
+    batch_id: str
+    reports: list[Report] = []
+    results: Annotated[list[dict], operator.add] = []
+
+
+class CaseTask(BaseModel):
+    report: Report
+
+
+@dataclass
+class BatchContext:
+    pipeline: object  # agents.pipeline.Pipeline (not imported here to keep the graph importable alone)
+
+
+def report_of(o: Observation) -> Report:
+    """What a vision observation tells the case pipeline."""
+    where = f"{o.lat:.6f},{o.lon:.6f}（±{o.error_m:.0f} 米）"
+    text = (f"{o.source.value}{('（' + o.platform_id + '）') if o.platform_id else ''}视频识别到{o.label_zh or o.class_name}，"
+            f"位置 {where}，{o.frames} 帧可见，最高置信度 {o.confidence:.2f}；检测模型 {o.model}；"
+            f"视频 {o.file} 第 {o.best_t:.1f} 秒。")
+    evidence = [Evidence(kind="image", uri=uri, note=note, captured_at=o.seen_at)
+                for uri, note in ((o.frame_uri, "证据帧（已模糊人脸）"), (o.crop_uri, "问题特写")) if uri]
+    return Report(source=o.source, text=text, lat=o.lat, lon=o.lon, external_id=f"obs:{o.id}",
+                  detector_code=f"{o.kind.value}:{o.code}", detector_confidence=o.confidence, evidence=evidence)
+
+
+def plan(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
+    store = runtime.context.pipeline.store
+    todo = [o for o in store.observations(state.batch_id, issues_only=True) if not o.case_number]
+    return {"reports": [report_of(o) for o in todo]}
+
+
+def fan_out(state: BatchState) -> list[Send] | str:
+    return [Send("case", CaseTask(report=r)) for r in state.reports] or "done"
+
+
+def case(task: CaseTask, runtime: Runtime[BatchContext]) -> dict:
+    pipeline = runtime.context.pipeline
+    result = pipeline.run(task.report)
+    st = result.state
+    number = st.duplicate_of if st.outcome == "attached" else st.case_number
+    obs_id = task.report.external_id.removeprefix("obs:")
+    if number:
+        pipeline.store.link_observation(obs_id, number)
+    return {"results": [{"observation": obs_id, "case": number, "outcome": st.outcome,
+                         "waiting": bool(result.waiting), "code": st.triage.code if st.triage else None}]}
+
+
+def done(state: BatchState) -> dict:
+    return {}
+
+
+def build():
+    g = StateGraph(BatchState, context_schema=BatchContext)
+    g.add_node("plan", plan)
+    g.add_node("case", case)
+    g.add_node("done", done)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", fan_out, ["case", "done"])
+    g.add_edge("case", END)
+    g.add_edge("done", END)
+    return g.compile(name="batch_pipeline")
+
+
+#: For LangGraph's developer tools (langgraph.json).
+graph = build()
+
+
+def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4) -> list[dict]:
+    """Run every issue observation of ``batch_id`` without a case through the
+    case pipeline, at most ``max_concurrency`` at a time; returns one result per
+    observation handled (empty when everything already has a case)."""
+    pipeline.store.batch(batch_id)  # NotFound with a hint for an unknown batch
+    out = graph.invoke(BatchState(batch_id=batch_id), {"max_concurrency": max_concurrency},
+                       context=BatchContext(pipeline=pipeline))
+    return sorted(out["results"], key=lambda r: r["observation"])
