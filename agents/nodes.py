@@ -120,6 +120,9 @@ def dedupe(state: PipelineState, runtime: Runtime[Context]) -> dict:
         return {"notes": state.notes + ["dedupe：无坐标，跳过判重"]}
     if state.case_number:  # this thread already opened its own case: never merge it away
         return {}
+    own = ctx.store.find_external(r.external_id or _thread_id())
+    if own is not None:  # an earlier run of this thread opened it and stopped before its checkpoint
+        return {"case_number": own.number, "notes": state.notes + [f"dedupe：本线程此前已建案 {own.number}，继续处理"]}
     found = ctx.store.find_duplicates(t.code, r.lat, r.lon, kind=Kind(t.kind), radius_m=ctx.dedupe_radius_m,
                                       window=timedelta(days=ctx.dedupe_window_days))
     if not found:

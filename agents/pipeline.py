@@ -26,8 +26,14 @@ class RunResult(BaseModel):
 class Pipeline:
     """The compiled graph with a checkpointer in the store's database."""
 
-    def __init__(self, store: Store, context: Context | None = None):
+    def __init__(self, store: Store, context: Context | None = None, *, durability: str = "exit"):
+        """``durability``: when LangGraph writes checkpoints: ``"sync"`` after every
+        node, ``"async"`` after every node in the background, ``"exit"`` (default)
+        only when the run ends or stops at the review gate (fastest; a crash
+        mid-run re-runs the case from the start, and the store's steps are
+        idempotent per case)."""
         self.store = store
+        self.durability = durability
         self.context = context or Context.default(store)
         self.graph = build(checkpointer(store))
 
@@ -48,7 +54,7 @@ class Pipeline:
         config = {"configurable": {"thread_id": thread_id}}
         if self.graph.get_state(config).values:
             return self._result(thread_id)
-        self.graph.invoke(PipelineState(report=report), config, context=self.context)
+        self.graph.invoke(PipelineState(report=report), config, context=self.context, durability=self.durability)
         return self._result(thread_id)
 
     def resume(self, case_number: str, decision: str, *, by: str, note: str = "", edits: dict | None = None) -> RunResult:

@@ -76,3 +76,17 @@ def test_second_sighting_joins_the_open_case(store):
 def test_unknown_batch(store):
     with pytest.raises(NotFound, match="nope"):
         run_batch(Pipeline(store), "nope")
+
+
+def test_a_run_that_died_before_its_checkpoint_continues_its_own_case(store):
+    """With durability="exit" a crash mid-run leaves the case in the store but no
+    checkpoint: the re-run must carry on with that case, not merge it into itself."""
+    from city.cases import NewCase
+
+    [o] = add_batch(store, "b1", [(0, 0)], non_issue=False)
+    r = report_of(o)
+    orphan = store.create_case(NewCase(source=r.source, kind="事件", code="06013", description=r.text, lat=r.lat, lon=r.lon,
+                                       external_id=r.external_id))
+    [res] = run_batch(Pipeline(store), "b1")
+    assert res["case"] == orphan.number and res["outcome"] != "attached"
+    assert store.get(orphan.number).status.value in ("派遣", "上报")

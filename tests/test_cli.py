@@ -101,9 +101,14 @@ def test_demo_runs_and_is_idempotent(run):
     assert "已评价" in first and "新建并派遣 10 件" in first
     second = run("demo").stdout
     assert "新建并派遣 0 件" in second
+    assert "条观测" in first and "案件流水线" in first
+    assert "（内容未变）" in second or "已跳过" in second  # the footage is not ingested twice
     cases = json.loads(run("cases", "list", "--json", "--limit", "100").stdout)
-    assert len(cases) == 10
-    assert all(c["department_id"] for c in cases)
+    demo = [c for c in cases if (c.get("external_id") or "").startswith("demo:")]
+    assert len(demo) == 10 and all(c["department_id"] for c in demo)
+    footage = [c for c in cases if (c.get("external_id") or "").startswith("obs:")]
+    assert len(cases) == len(demo) + len(footage)
+    assert all(c["source"] == "车巡" for c in footage)
 
 
 def test_user_text_is_shown_verbatim_and_evidence_is_hashed(run, tmp_path):
@@ -122,3 +127,13 @@ def test_user_text_is_shown_verbatim_and_evidence_is_hashed(run, tmp_path):
     p = run("cases", "attach", number, str(tmp_path / "missing.jpg"), ok=False)
     assert p.returncode == 1 and "missing.jpg" in p.stderr
     assert len(json.loads(run("cases", "show", number, "--json").stdout)["evidence"]) == 2
+
+
+def test_closing_a_citizen_case_drafts_the_closure_reply(run):
+    number = json.loads(run("cases", "create", "--code", "06010", "--desc", "小区门口垃圾堆了三天", "--at", "29.5728,106.5372",
+                            "--reporter", "张三", "--phone", "13812345678", "--json").stdout)["number"]
+    for action, extra in (("立案", []), ("派遣", []), ("签收", []), ("处置完成", ["--note", "已清运垃圾并冲洗地面"]), ("发起核查", [])):
+        run("cases", "act", number, action, *extra)
+    shown = run("cases", "act", number, "核查通过").stdout.replace("\n", "")
+    assert "办结回复市民" in shown and number in shown and "已清运垃圾" in shown
+    assert "13812345678" not in shown and "垃圾堆了三天" not in shown.split("办结回复市民")[1]

@@ -32,16 +32,16 @@ def _cascade(name_or_path: str) -> cv2.CascadeClassifier:
 def find_regions(image: np.ndarray, *, faces: bool = True, plates: bool = False, plate_cascade: str | None = None) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of faces (and plates) in a BGR image."""
     grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-    min_side = max(16, min(grey.shape) // 60)
+    min_side = max(20, min(grey.shape) // 60)  # smaller faces are not recognisable anyway
     names = list(FACE_CASCADES) if faces else []
     if plates:
         names.append(plate_cascade or PLATE_CASCADE)
     found: list[tuple[int, int, int, int]] = []
     for name in names:
-        hits = _cascade(name).detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+        hits = _cascade(name).detectMultiScale(grey, scaleFactor=1.2, minNeighbors=4, minSize=(min_side, min_side))
         found += [tuple(int(v) for v in r) for r in (hits if len(hits) else [])]
         if name == "haarcascade_profileface.xml":  # profiles facing the other way
-            flipped = _cascade(name).detectMultiScale(cv2.flip(grey, 1), scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+            flipped = _cascade(name).detectMultiScale(cv2.flip(grey, 1), scaleFactor=1.2, minNeighbors=4, minSize=(min_side, min_side))
             w = grey.shape[1]
             found += [(w - int(x) - int(fw), int(y), int(fw), int(fh)) for x, y, fw, fh in (flipped if len(flipped) else [])]
     return found

@@ -49,6 +49,8 @@ from vision.observe import Found, Observer, TrackingConfig, geofix_for, merge, u
 from vision.sampling import SamplingConfig, SamplingStats, sample
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "demo-patrol" / "demo-patrol.pt"
+HEADING_ERROR_DEG = {"measured": 3.0, "derived": 15.0}
+"""How far the heading may be off: from a compass/gimbal yaw, or derived from successive GPS fixes."""
 
 
 class IngestOptions(BaseModel):
@@ -58,7 +60,7 @@ class IngestOptions(BaseModel):
     batch: str | None = Field(default=None, description="batch id (default: the manifest's, else folder name + path hash)")
     weights: Path = DEFAULT_WEIGHTS
     backend: Literal["auto", "onnx", "ultralytics"] = "auto"
-    conf: float = Field(default=0.35, gt=0, lt=1)
+    conf: float | None = Field(default=None, gt=0, lt=1, description="detection threshold (default: the model card's)")
     iou: float = Field(default=0.45, gt=0, lt=1)
     tile: Literal["auto", "never", "always"] = "auto"
     every_m: float | None = Field(default=None, gt=0)
@@ -88,6 +90,7 @@ class QuietProgress:
 class FileOutcome:
     path: str
     status: Literal["done", "failed", "skipped"]
+    sha256: str | None = None
     observations: int = 0
     error: str | None = None
     stats: dict = field(default_factory=dict)
@@ -121,7 +124,7 @@ def default_batch_id(folder: Path) -> str:
 def ingest(path: str | Path, store, options: IngestOptions | None = None, progress: Progress | None = None) -> BatchReport:
     """Ingest the batch at ``path`` (a folder or a .zip/.tar archive) into ``store``."""
     from vision.detect import load_detector
-    from vision.modelcard import check_card
+    from vision.modelcard import check_card, load_card
 
     opts = options or IngestOptions()
     prog = progress or QuietProgress()
@@ -137,6 +140,8 @@ def ingest(path: str | Path, store, options: IngestOptions | None = None, progre
     batch_id = opts.batch or manifest.batch or default_batch_id(root)
     out = opts.out or settings.home() / "batches" / batch_id
 
+    if opts.conf is None:  # the model card says which threshold suits its model
+        opts = opts.model_copy(update={"conf": load_card(opts.weights).conf})
     detector = load_detector(opts.weights, backend=opts.backend, conf=opts.conf, iou=opts.iou, threads=opts.threads)
     check_card(detector.card, store.city.catalogue, names=detector.names)
     model = f"{detector.card.name}@{detector.card.version}"
@@ -176,7 +181,7 @@ def _one_file(root: Path, spec: FileSpec, manifest: Manifest, batch_id: str, det
     except OSError as e:
         return FileOutcome(rel, "failed", error=f"{rel}：无法读取：{e}")
     if not opts.force and (done := store.done_file(batch_id, rel, sha)) is not None:
-        return FileOutcome(rel, "skipped", observations=done.observations, stats=done.stats)
+        return FileOutcome(rel, "skipped", sha, observations=done.observations, stats=done.stats)
     started = time.perf_counter()
     try:
         found, frame_utc, stats, warning = (_image if spec.image else _video)(root, spec, manifest, detector, opts, prog)
@@ -208,13 +213,13 @@ def _one_file(root: Path, spec: FileSpec, manifest: Manifest, batch_id: str, det
     record = BatchFile(batch_id=batch_id, path=rel, sha256=sha, status=status, error=warning, observations=len(observations),
                        stats=stats, finished_at=datetime.now(timezone.utc))
     store.finish_file(record, observations)
-    return FileOutcome(rel, status, observations=len(observations), error=warning, stats=stats)
+    return FileOutcome(rel, status, sha, observations=len(observations), error=warning, stats=stats)
 
 
 def _failed(store, batch_id: str, rel: str, sha: str, message: str) -> FileOutcome:
     store.finish_file(BatchFile(batch_id=batch_id, path=rel, sha256=sha, status="failed", error=message,
                                 finished_at=datetime.now(timezone.utc)))
-    return FileOutcome(rel, "failed", error=message)
+    return FileOutcome(rel, "failed", sha, error=message)
 
 
 def _settings(spec: FileSpec, manifest: Manifest, opts: IngestOptions) -> tuple[CameraSpec, MountSpec, SamplingConfig, float]:
@@ -266,7 +271,8 @@ def _video(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
     camera = camera_for(cam_spec, media.width, media.height)
     rate = 1.0 / sampling.every_s if sampling.every_s else 8.0 / (sampling.every_m or 3.0)
     observer = Observer(_detect_fn(detector, mount, opts, media.width, media.height), camera, mount,
-                        gps_error_m=gps_error, sample_rate_hz=rate, conf=opts.conf)
+                        gps_error_m=gps_error, sample_rate_hz=rate, conf=opts.conf,
+                        heading_error_deg=HEADING_ERROR_DEG["derived" if track.heading_derived else "measured"])
     stats = SamplingStats()
     prog.file_started(spec.video, media.duration_s)
     last_report = 0.0
@@ -324,5 +330,6 @@ def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
     prog.file_advanced(1.0)
     info = {"detections": len(dets), "width": w, "height": h, "focal_35mm": ip.focal_35mm, "has_xmp": ip.has_xmp,
             "altitude_m": ip.pose.alt, "gimbal_pitch": ip.pose.pitch}
-    return merge(found, TrackingConfig().merge_floor_m), ip.pose.utc, info, None
+    cfg = TrackingConfig()
+    return merge(found, cfg.merge_floor_m, cfg.merge_any_class_m), ip.pose.utc, info, None
 

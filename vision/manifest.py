@@ -92,7 +92,7 @@ DEFAULTS: dict[str, dict] = {
     "vehicle": {
         "camera": CameraSpec(hfov_deg=90.0),
         "mount": MountSpec(kind="forward", height_m=1.6, pitch_deg=-10.0),
-        "sampling": SamplingConfig(every_m=3.0),
+        "sampling": SamplingConfig(every_m=2.0),
         "gps_error_m": 5.0,
     },
     "drone": {

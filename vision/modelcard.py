@@ -80,6 +80,7 @@ class ModelCard(BaseModel):
     demo_grade: bool = False
     task: Literal["detect"] = "detect"
     input_size: int = Field(gt=0, multiple_of=32)
+    conf: float = Field(default=0.35, gt=0, lt=1, description="the confidence threshold the ingest uses unless told otherwise")
     classes: list[CardClass] = Field(min_length=1)
     weights: CardWeights = CardWeights()
     metrics: dict = {}

@@ -33,6 +33,7 @@ class TrackingConfig(BaseModel):
     single_frame_conf: float = Field(default=0.6, ge=0, le=1, description="…unless one sighting is at least this confident")
     lost_after: int = Field(default=6, ge=1, description="sampled frames a track survives unseen")
     merge_floor_m: float = Field(default=3.0, ge=0, description="tracks of one class closer than max(this, mean error/2) are one issue")
+    merge_any_class_m: float = Field(default=1.5, ge=0, description="tracks of any classes closer than this are one issue (the class with most confidence wins)")
     edge_px: int = Field(default=4, ge=0, description="boxes touching the frame edge make poor evidence")
 
 
@@ -87,36 +88,58 @@ class Found:
     jpeg: bytes
 
 
-def geofix_for(frame_pose, camera: Camera, mount: Mount, box: np.ndarray, gps_error_m: float) -> GeoFix | None:
-    """Where on the ground a box is, given the platform pose at its frame."""
-    heading = frame_pose.heading
-    if heading is None or (isinstance(heading, float) and math.isnan(heading)):
-        heading = frame_pose.yaw
-    if heading is None or math.isnan(heading):
-        return None
-    alt = frame_pose.alt if frame_pose.alt is not None and not math.isnan(frame_pose.alt) else None
-    pitch = frame_pose.pitch if frame_pose.pitch is not None and not math.isnan(frame_pose.pitch) else None
-    yaw = frame_pose.yaw if frame_pose.yaw is not None and not math.isnan(frame_pose.yaw) else None
-    return locate_box(camera, mount, lat=frame_pose.lat, lon=frame_pose.lon, heading_deg=float(heading), alt_m=alt,
-                      gimbal_pitch_deg=pitch if mount.is_drone else None, gimbal_yaw_deg=yaw if mount.is_drone else None,
-                      xyxy=tuple(float(v) for v in box), gps_error_m=gps_error_m)
+def _known(v) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
+
+
+def geofix_for(pose, camera: Camera, mount: Mount, box: np.ndarray, gps_error_m: float,
+               heading_error_deg: float = 3.0) -> GeoFix | None:
+    """Where on the ground a box is, given the platform pose at its frame.
+
+    ``heading_error_deg`` is how far the heading may be off (a heading derived
+    from 1 Hz positions is worse than a compass or gimbal yaw); it widens the
+    error radius by range × sin(error). Without any heading, a drone's nadir
+    view still bounds the object: the point below the drone, with the ground
+    distance to the box as extra error; a vehicle camera gives nothing."""
+    heading = _known(pose.heading)
+    yaw = _known(pose.yaw)
+    if heading is None:
+        heading = yaw
+    alt, pitch = _known(pose.alt), _known(pose.pitch)
+    xyxy = tuple(float(v) for v in box)
+    kw = dict(lat=pose.lat, lon=pose.lon, alt_m=alt, gimbal_pitch_deg=pitch if mount.is_drone else None,
+              gimbal_yaw_deg=yaw if mount.is_drone else None, xyxy=xyxy, gps_error_m=gps_error_m)
+    if heading is None:
+        if not mount.is_drone:
+            return None
+        fix = locate_box(camera, mount, heading_deg=0.0, **kw)
+        if fix is None:
+            return None
+        return fix.model_copy(update={"lat": pose.lat, "lon": pose.lon, "error_m": fix.error_m + fix.range_m})
+    fix = locate_box(camera, mount, heading_deg=heading, **kw)
+    if fix is None or heading_error_deg <= 0:
+        return fix
+    extra = fix.range_m * math.sin(math.radians(heading_error_deg))
+    return fix.model_copy(update={"error_m": math.hypot(fix.error_m, extra)})
 
 
 class Observer:
     """Feed it sampled frames (with poses); :meth:`finish` returns what was found."""
 
     def __init__(self, detect: Callable[[np.ndarray], sv.Detections], camera: Camera, mount: Mount, *,
-                 gps_error_m: float, sample_rate_hz: float, config: TrackingConfig | None = None, conf: float = 0.25):
+                 gps_error_m: float, sample_rate_hz: float, config: TrackingConfig | None = None, conf: float = 0.25,
+                 heading_error_deg: float = 3.0):
         from trackers import (
             ByteTrackTracker,  # Roboflow's ByteTrack (supervision's successor)
         )
 
         self.detect, self.camera, self.mount, self.gps_error_m = detect, camera, mount, gps_error_m
+        self.heading_error_deg = heading_error_deg
         self.cfg = config or TrackingConfig()
         self.tracker = ByteTrackTracker(
             lost_track_buffer=self.cfg.lost_after, frame_rate=max(sample_rate_hz, 0.1),
             track_activation_threshold=conf, minimum_consecutive_frames=1,
-            minimum_iou_threshold=0.05, high_conf_det_threshold=max(conf, 0.5),
+            minimum_iou_threshold=0.05, high_conf_det_threshold=conf,
         )
         self.tracklets: dict[int, Tracklet] = {}
         self.untracked: list[Tracklet] = []
@@ -134,7 +157,8 @@ class Observer:
             cid = int(tracked.class_id[i]) if tracked.class_id is not None else 0
             conf = float(tracked.confidence[i]) if tracked.confidence is not None else 1.0
             tid = int(tracked.tracker_id[i]) if tracked.tracker_id is not None else -1
-            s = Sighting(t=frame.t, conf=conf, box=box, fix=geofix_for(pose, self.camera, self.mount, box, self.gps_error_m))
+            s = Sighting(t=frame.t, conf=conf, box=box,
+                         fix=geofix_for(pose, self.camera, self.mount, box, self.gps_error_m, self.heading_error_deg))
             if tid < 0:
                 tl = Tracklet(class_id=cid)
                 self.untracked.append(tl)
@@ -143,15 +167,18 @@ class Observer:
             tl.add(s, cid, frame.image, self.cfg.edge_px)
 
     def finish(self) -> list[Found]:
+        """Tracks (and lone boxes) summarised, merged by class and place, then
+        kept if seen in ``min_frames`` frames or once with ``single_frame_conf``:
+        a box the tracker could not link still counts when other sightings of
+        the same class land at the same place."""
         found = [f for tl in [*self.tracklets.values(), *self.untracked] if (f := self._summarise(tl))]
-        return merge(found, self.cfg.merge_floor_m)
+        return [f for f in merge(found, self.cfg.merge_floor_m, self.cfg.merge_any_class_m)
+                if f.frames >= self.cfg.min_frames or f.conf >= self.cfg.single_frame_conf]
 
     def _summarise(self, tl: Tracklet) -> Found | None:
         fixes = [s for s in tl.sightings if s.fix is not None]
         best_conf = max(s.conf for s in tl.sightings)
         if not fixes or tl.best_box is None:
-            return None
-        if len(tl.sightings) < self.cfg.min_frames and best_conf < self.cfg.single_frame_conf:
             return None
         lat, lon, err = combine([(s.fix.lat, s.fix.lon, s.fix.error_m, s.conf) for s in fixes])
         confs = [s.conf for s in tl.sightings]
@@ -183,8 +210,11 @@ def combine(points: list[tuple[float, float, float, float]]) -> tuple[float, flo
     return float(lat), float(lon), max(min(errs), 2 * spread)
 
 
-def merge(found: list[Found], floor_m: float) -> list[Found]:
-    """Merge finds of the same class that are the same place (union-find)."""
+def merge(found: list[Found], floor_m: float, any_class_m: float = 0.0) -> list[Found]:
+    """One find per physical issue (union-find): finds of the same class within
+    max(``floor_m``, mean error / 2) of each other, or of any classes within
+    ``any_class_m`` (the detector hesitating between two classes of one object),
+    are merged; the merged class is the one with the most confidence × frames."""
     n = len(found)
     parent = list(range(n))
 
@@ -197,9 +227,8 @@ def merge(found: list[Found], floor_m: float) -> list[Found]:
     for i in range(n):
         for j in range(i + 1, n):
             a, b = found[i], found[j]
-            if a.class_id != b.class_id:
-                continue
-            if geo.haversine_m(a.lat, a.lon, b.lat, b.lon) <= max(floor_m, 0.5 * (a.error_m + b.error_m) / 2):
+            d = geo.haversine_m(a.lat, a.lon, b.lat, b.lon)
+            if d <= any_class_m or (a.class_id == b.class_id and d <= max(floor_m, (a.error_m + b.error_m) / 4)):
                 parent[root(j)] = root(i)
     groups: dict[int, list[Found]] = {}
     for i in range(n):
@@ -209,10 +238,14 @@ def merge(found: list[Found], floor_m: float) -> list[Found]:
         if len(members) == 1:
             out.append(members[0])
             continue
+        votes: dict[int, float] = {}
+        for m in members:
+            votes[m.class_id] = votes.get(m.class_id, 0.0) + m.conf * m.frames
+        cls = max(votes, key=votes.get)
         lat, lon, err = combine([(m.lat, m.lon, m.error_m, m.conf * m.frames) for m in members])
-        best = max(members, key=lambda m: m.conf)
+        best = max((m for m in members if m.class_id == cls), key=lambda m: m.conf)
         frames = sum(m.frames for m in members)
-        out.append(Found(class_id=best.class_id, lat=lat, lon=lon, error_m=err, conf=best.conf,
+        out.append(Found(class_id=cls, lat=lat, lon=lon, error_m=err, conf=best.conf,
                          mean_conf=sum(m.mean_conf * m.frames for m in members) / frames, frames=frames,
                          first_t=min(m.first_t for m in members), last_t=max(m.last_t for m in members),
                          best_t=best.best_t, box=best.box, jpeg=best.jpeg))

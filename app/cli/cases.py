@@ -166,6 +166,21 @@ def act(
     last = case.history[-1]
     out.print(f"[green]✓[/] {case.number}：{last.action}（{last.from_status} → {last.to_status}）")
     render_case(case.public())
+    if case.status is Status.CLOSED and case.source in (Source.CITIZEN, Source.HOTLINE):
+        reply = closure_reply(case)
+        out.print(Panel(escape(reply.text), title="办结回复市民（草稿）", expand=False))
+        for v in reply.violations:
+            out.print(f"[yellow]回复检查[/]：{v}")
+
+
+def closure_reply(case: Case):
+    """The 办结回复 for a closed case: what the department reported doing (the
+    last 处置完成 note), never the citizen's own text or contact details."""
+    from agents.offline import draft_reply
+    from city.lifecycle import Action
+
+    done = [h for h in case.history if h.action == Action.COMPLETE.value]
+    return draft_reply("closure", case, city(), result=done[-1].note if done else "")
 
 
 @app.command()

@@ -5,8 +5,9 @@ patrols and citizens in the sample districts, routes and dispatches them by
 the responsibility rules, walks one case through the whole loop
 (发现 → 立案 → 派遣 → 处置 → 核查 → 结案 → 评价) and prints the board.
 Then the footage half: renders the demo patrol batch (a forward-camera video
-with its GPX track, once, into the data dir) and ingests it with the bundled
-demo detector, printing one observation per physical issue.
+with its GPX track, once, into the data dir), ingests it with the bundled
+demo detector, printing one observation per physical issue, and sends the
+issue observations through the case pipeline (offline policy by default).
 Idempotent: a second run finds the same cases and files and changes nothing.
 """
 
@@ -106,3 +107,11 @@ def footage(st) -> None:
         t.add_row(o.label_zh or o.class_name, o.code or "—（不是问题）", f"{o.confidence:.2f}", str(o.frames),
                   f"{o.lat:.6f},{o.lon:.6f}", f"±{o.error_m:.0f} m", o.frame_uri or "—")
     out.print(t)
+
+    from agents.batch import run_batch
+    from agents.pipeline import Pipeline
+
+    results = run_batch(Pipeline(st), report.batch_id)
+    linked = [o for o in st.observations(report.batch_id, issues_only=True) if o.case_number]
+    out.print(f"案件流水线：本次处理 {len(results)} 条问题观测，累计 {len(linked)} 条已立案或并入已有案件"
+              f"（{', '.join(sorted({o.case_number for o in linked})) or '—'}）。")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,10 +17,18 @@ import cv2
 import numpy as np
 import yaml
 
-from vision.camera import Camera, Mount
-from vision.synth import class_by_name
-from vision.synth.render import Pose, project_boxes, render_view
+from vision.camera import (
+    Camera,
+    Mount,
+    enu_offset,
+    ground_to_pixel,
+    gsd_m,
+    offset_latlon,
+)
+from vision.synth import class_by_name, load_classes
+from vision.synth.render import HAZE_M, Pose, project_boxes, render_ground, render_view
 from vision.synth.world import DEFAULT_ORIGIN, World, make_world
+from vision.telemetry import Track, load_track
 
 ROAD_HEADING_DEG = 78.0
 START_UTC = datetime(2026, 11, 20, 2, 0, 0, tzinfo=UTC)
@@ -252,6 +262,211 @@ def make_drone_clip(out_dir: str | Path, srt_path: str | Path | None = None, *, 
         (out / "truth.json").write_text(json.dumps({"video": "drone.mp4", "fps": fps, "frames": n_frames, "alt_m": alt_m,
                                                      "objects": _truth_records(w)}, ensure_ascii=False, indent=1), encoding="utf-8")
     return out
+
+
+# -- a drone clip that follows a real DJI SRT ---------------------------------------------------
+
+SRT_MIN_RENDER_ALT_M = 3.0
+"""Rendering floor for the camera height (take-off/landing heights are ~0 or below)."""
+SRT_SPACING_M = 12.0
+"""Minimum distance between two placed objects."""
+SRT_MIN_OBJECT_PX = 32.0
+"""Smallest object extent, in frame pixels, at the height it is placed under."""
+SRT_MARGIN_M = 20.0
+"""Ground painted around the placed objects."""
+SRT_RES_M = 0.03
+SRT_PLACEMENT_HZ = 2
+"""Rate at which the flight is scanned for places (fixed, so the world does not depend on the clip's fps)."""
+
+
+@dataclass
+class SrtScene:
+    """A world under a real SRT track and the camera pose of every video frame.
+
+    Frame ``i`` is at media time ``t[i] = i / fps`` and uses ``track.at(t[i])``
+    exactly as :mod:`vision.ingest` reads it: position → ENU from the world
+    origin, gimbal yaw if the SRT has one else the (motion) heading, gimbal
+    pitch if present else -90 (nadir); the height is the track's, floored at
+    :data:`SRT_MIN_RENDER_ALT_M` for rendering only."""
+
+    track: Track
+    world: World
+    cam: Camera
+    focal_35mm: float
+    fps: int
+    t: np.ndarray
+    east: np.ndarray
+    north: np.ndarray
+    alt: np.ndarray
+    """Track altitude (NaN = unknown), not floored."""
+    yaw: np.ndarray
+    pitch: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.t)
+
+    def pose(self, i: int) -> Pose:
+        alt = self.alt[i] if np.isfinite(self.alt[i]) else SRT_MIN_RENDER_ALT_M
+        yaw = self.yaw[i] if np.isfinite(self.yaw[i]) else 0.0
+        return Pose(float(self.east[i]), float(self.north[i]), float(max(alt, SRT_MIN_RENDER_ALT_M)), float(self.pitch[i]), float(yaw))
+
+
+def srt_frame_poses(track: Track, fps: int) -> dict[str, np.ndarray]:
+    """Media time, lat, lon, alt, yaw and pitch of every frame of a video that
+    spans the SRT (frames at ``i / fps`` from 0 to the last fix)."""
+    t = np.arange(round(track.t1 * fps) + 1) / fps
+    s = track.sample(t)
+    yaw = np.where(np.isfinite(s["yaw"]), s["yaw"], s["heading"])  # what geofix_for/locate_box use
+    pitch = np.where(np.isfinite(s["pitch"]), s["pitch"], -90.0)
+    return {"t": t, "lat": s["lat"], "lon": s["lon"], "alt": s["alt"], "yaw": yaw, "pitch": pitch}
+
+
+def _pick_class(rng: np.random.Generator, need_m: float, used: list[str]) -> tuple[str, float] | None:
+    """The least ``used`` class (ties at random) that can be ``need_m`` wide, and its size."""
+    fits = [c for c in load_classes() if c.size_m[1] >= need_m]
+    if not fits:
+        return None
+    counts = np.array([used.count(c.name) for c in fits]) + rng.uniform(0, 0.5, len(fits))
+    c = fits[int(np.argmin(counts))]
+    return c.name, float(rng.uniform(max(c.size_m[0], need_m), c.size_m[1]))
+
+
+def _place_under_track(rng, east, north, alt, cam: Camera, *, min_alt_m: float, max_alt_m: float, n_objects: int) -> list[tuple[str, float, float, float]]:
+    """``(class, east, north, size_m)`` of up to ``n_objects`` objects near the
+    ground track where it is between ``min_alt_m`` and ``max_alt_m`` high,
+    lowest passes first, ``SRT_SPACING_M`` apart, and away from where the
+    camera is below :data:`SRT_MIN_RENDER_ALT_M` (rendered higher than the SRT says)."""
+    low = np.isfinite(alt) & (alt < SRT_MIN_RENDER_ALT_M)
+    low_pts = np.stack([east[low], north[low]], 1)
+    clear_m = SRT_MIN_RENDER_ALT_M * math.hypot(cam.cx, cam.cy) / cam.fx + 2.0  # the view's reach there + an object's half-size
+    ok = np.nonzero(np.isfinite(alt) & (alt >= min_alt_m) & (alt <= max_alt_m))[0]
+    order = ok[np.argsort(alt[ok] + rng.uniform(0, 8, len(ok)))]
+    placed: list[tuple[str, float, float, float]] = []
+    for i in order:
+        if len(placed) >= n_objects:
+            break
+        r = 0.15 * alt[i] * math.sqrt(rng.random())
+        a = rng.uniform(0, 2 * np.pi)
+        e, n = east[i] + r * math.cos(a), north[i] + r * math.sin(a)
+        if any(math.hypot(e - pe, n - pn) < SRT_SPACING_M for _, pe, pn, _ in placed):
+            continue
+        if len(low_pts) and np.hypot(low_pts[:, 0] - e, low_pts[:, 1] - n).min() < clear_m:
+            continue
+        pick = _pick_class(rng, SRT_MIN_OBJECT_PX * gsd_m(cam, alt[i]), [p[0] for p in placed])
+        if pick is not None:
+            placed.append((pick[0], float(e), float(n), pick[1]))
+    return placed
+
+
+def srt_scene(srt_path: str | Path, *, seed: int = 0, fps: int = 10, width: int = 960, height: int = 540, focal_35mm: float = DRONE_FOCAL_35MM,
+              max_alt_m: float = 45.0, min_alt_m: float = 8.0, n_objects: int = 16) -> SrtScene:
+    """The scene of :func:`make_srt_clip`: issue objects on a wide paved area
+    under the low (``min_alt_m``–``max_alt_m``) parts of the SRT's flight."""
+    track = load_track(srt_path)
+    f = srt_frame_poses(track, fps)
+    cam = Camera.from_focal_35mm(focal_35mm, width, height)
+    rng = np.random.default_rng(seed)
+    lat0, lon0 = float(track.lat[0]), float(track.lon[0])
+    g = srt_frame_poses(track, SRT_PLACEMENT_HZ)
+    e0, n0 = enu_offset(lat0, lon0, g["lat"], g["lon"])
+    placed = _place_under_track(rng, e0, n0, g["alt"], cam, min_alt_m=min_alt_m, max_alt_m=max_alt_m, n_objects=n_objects)
+    if not placed:
+        raise ValueError(f"{Path(srt_path).name}: no part of the flight is {min_alt_m:g}–{max_alt_m:g} m high")
+    pe, pn = np.array([p[1] for p in placed]), np.array([p[2] for p in placed])
+    # the world: a paved area (an east-heading road as wide as needed) around the objects
+    ce, cn = (pe.min() + pe.max()) / 2, (pn.min() + pn.max()) / 2
+    half_e = (pe.max() - pe.min()) / 2 + SRT_MARGIN_M
+    half_n = (pn.max() - pn.min()) / 2 + SRT_MARGIN_M
+    origin = offset_latlon(lat0, lon0, ce, cn)
+    w = make_world(seed, origin=origin, heading_deg=90.0, s_range=(-half_e, half_e), res_m=SRT_RES_M, verge_m=1.0,
+                   objects_per_10m=0.0, placements=[(c, e - ce, n - cn, size) for c, e, n, size in placed],
+                   lanes_per_side=max(1, round(half_n / 3.5)), road_half_m=half_n, sidewalk_m=2.0)
+    east, north = enu_offset(w.origin_lat, w.origin_lon, f["lat"], f["lon"])
+    return SrtScene(track=track, world=w, cam=cam, focal_35mm=focal_35mm, fps=fps, t=f["t"], east=np.asarray(east), north=np.asarray(north),
+                    alt=f["alt"], yaw=f["yaw"], pitch=f["pitch"])
+
+
+def _sees_world(scene: SrtScene, pose: Pose) -> bool:
+    """Whether the view from ``pose`` can reach the world's raster (always, when it sees the horizon)."""
+    w, cam = scene.world, scene.cam
+    edge_deg = 90.0 + pose.pitch_deg + math.degrees(math.atan(math.hypot(cam.cx, cam.cy) / cam.fx))
+    if edge_deg >= 85.0:
+        return True
+    reach = pose.height_m * math.tan(math.radians(edge_deg))
+    s, t = w.enu_to_road(pose.east, pose.north)
+    ds = max(w.s_min - s, 0.0, s - w.s_max)
+    dt = max(abs(float(t)) - w.t_max, 0.0)
+    return math.hypot(ds, dt) <= reach
+
+
+def render_srt_frame(scene: SrtScene, i: int) -> np.ndarray:
+    """Frame ``i`` without sensor noise: the ground (or, out of its reach, the
+    border colour) under a uniform haze veil for the camera height."""
+    w, cam, pose = scene.world, scene.cam, scene.pose(i)
+    if _sees_world(scene, pose):
+        img = render_ground(w, cam, pose)
+    else:
+        img = np.full((cam.height, cam.width, 3), w.border_bgr, np.uint8)
+    veil = 1.0 - math.exp(-pose.height_m / HAZE_M)
+    return cv2.addWeighted(img, 1.0 - veil, np.full_like(img, 198), veil, 0.0)
+
+
+def _visibility(scene: SrtScene) -> list[dict]:
+    """Per object: the media-time intervals in which its centre is in frame, and
+    the lowest camera height it is seen from."""
+    w, cam = scene.world, scene.cam
+    seen = np.zeros((len(w.objects), scene.n_frames), bool)
+    for i in range(scene.n_frames):
+        p = scene.pose(i)
+        u, v, ok = ground_to_pixel(cam, np.array([o.east for o in w.objects]) - p.east, np.array([o.north for o in w.objects]) - p.north,
+                                   height_m=p.height_m, pitch_deg=p.pitch_deg, yaw_deg=p.yaw_deg)
+        seen[:, i] = ok & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+    out = []
+    for row in seen:
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+        spans = [[round(float(scene.t[a]), 2), round(float(scene.t[b - 1]), 2)] for a, b in zip(edges[::2], edges[1::2])]
+        alts = scene.alt[row]
+        out.append({"visible_s": spans, "min_alt_m": round(float(np.nanmin(alts)), 1) if np.isfinite(alts).any() else None})
+    return out
+
+
+def write_srt_clip(scene: SrtScene, srt_path: str | Path, out_dir: str | Path) -> Path:
+    """Render ``scene`` into ``out_dir``: ``drone.mp4``, the SRT copied as
+    ``drone.SRT``, ``manifest.yaml`` (source: drone) and ``truth.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cam, w = scene.cam, scene.world
+    writer = cv2.VideoWriter(str(out / "drone.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), scene.fps, (cam.width, cam.height))
+    if not writer.isOpened():
+        raise RuntimeError("cv2.VideoWriter could not open an mp4v writer")
+    noise = _noise_pair((cam.height, cam.width), seed=w.seed + 1)
+    for i in range(scene.n_frames):
+        a, b = noise[i % len(noise)]
+        writer.write(cv2.subtract(cv2.add(render_srt_frame(scene, i), a), b))
+    writer.release()
+    shutil.copyfile(srt_path, out / "drone.SRT")
+    manifest = {"batch": f"srt-{Path(srt_path).stem}", "source": "drone", "platform_id": "渝A-无人机01", "allow_outside_china": True,
+                "files": [{"video": "drone.mp4", "track": "drone.SRT",
+                           "camera": {"focal_35mm": float(scene.focal_35mm), "width": cam.width, "height": cam.height},
+                           "mount": {"kind": "nadir", "pitch_deg": -90.0}}]}
+    (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False, default_flow_style=None), encoding="utf-8")
+    records = [{k: v for k, v in r.items() if k not in ("s_m", "t_m")} | {"size_m": round(float(np.ptp(o.footprint, axis=0).max()), 2)} | vis
+               for r, o, vis in zip(_truth_records(w), w.objects, _visibility(scene))]
+    truth = {"video": "drone.mp4", "srt": Path(srt_path).name, "fps": scene.fps, "frames": scene.n_frames,
+             "duration_s": round(scene.n_frames / scene.fps, 3), "origin": [w.origin_lat, w.origin_lon], "objects": records}
+    (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
+    return out
+
+
+def make_srt_clip(srt_path: str | Path, out_dir: str | Path, *, seed: int = 0, fps: int = 10, width: int = 960, height: int = 540,
+                  focal_35mm: float = DRONE_FOCAL_35MM, max_alt_m: float = 45.0, min_alt_m: float = 8.0, n_objects: int = 16) -> Path:
+    """A nadir drone clip whose camera follows a real DJI SRT frame by frame
+    (see :class:`SrtScene`), over issue objects placed on the ground under the
+    low parts of the flight; written by :func:`write_srt_clip`."""
+    scene = srt_scene(srt_path, seed=seed, fps=fps, width=width, height=height, focal_35mm=focal_35mm,
+                      max_alt_m=max_alt_m, min_alt_m=min_alt_m, n_objects=n_objects)
+    return write_srt_clip(scene, srt_path, out_dir)
 
 
 if __name__ == "__main__":  # python -m vision.synth.footage OUT [SEED]
