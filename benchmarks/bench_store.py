@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"kept {t.dialect}: {t.path or t.info.get('database')}")
     meta["run_s"] = {**runs, "total": time.perf_counter() - started}
     report(results)
-    out_console.print(f"run time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in meta["run_s"].items()))
+    out_console.print("run time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in meta["run_s"].items()))
     if args.out:
         args.out.write_text(json.dumps({"meta": meta, "results": results}, ensure_ascii=False, indent=1, default=str))
         out_console.print(f"wrote {args.out}")
