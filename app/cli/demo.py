@@ -13,6 +13,8 @@ Idempotent: a second run finds the same cases and files and changes nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from app.cli.cases import render_case, render_history
@@ -104,9 +106,11 @@ def footage(st) -> None:
     for col in ("类别", "代码", "置信度", "帧数", "位置（WGS-84）", "误差", "证据图"):
         t.add_column(col, overflow="fold")
     for o in obs:
-        t.add_row(o.label_zh or o.class_name, o.code or "—（不是问题）", f"{o.confidence:.2f}", str(o.frames),
-                  f"{o.lat:.6f},{o.lon:.6f}", f"±{o.error_m:.0f} m", o.frame_uri or "—")
+        t.add_row(o.label_zh or o.class_name, o.code or "—（非问题）", f"{o.confidence:.2f}", str(o.frames),
+                  f"{o.lat:.6f},{o.lon:.6f}", f"±{o.error_m:.0f} m", Path(o.frame_uri).name if o.frame_uri else "—")
     out.print(t)
+    if obs and obs[0].frame_uri:
+        out.print(f"证据图（已模糊人脸）在 {Path(obs[0].frame_uri).parent}")
 
     from agents.batch import run_batch
     from agents.pipeline import Pipeline
