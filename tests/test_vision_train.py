@@ -219,3 +219,28 @@ def test_validate(tiny_model):
     m = validate(best, data, imgsz=64)
     assert set(m) >= {"mAP50", "mAP50_95", "precision", "recall", "f1", "per_class"}
     assert 0 <= m["mAP50"] <= 1
+
+
+def test_bare_yolo_folder_gets_names_and_a_held_out_split(tmp_path):
+    import cv2
+    import numpy as np
+    import yaml
+
+    from city.errors import DataError
+    from vision.train import prepare_data
+
+    src = tmp_path / "bare"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    for i in range(40):
+        cv2.imwrite(str(src / "images" / f"p{i:03d}.jpg"), np.zeros((32, 32, 3), np.uint8))
+        (src / "labels" / f"p{i:03d}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match="--names"):
+        prepare_data(src, tmp_path / "w0")
+    cfg = yaml.safe_load(prepare_data(src, tmp_path / "w1", names=["Pothole"]).read_text(encoding="utf-8"))
+    assert cfg["names"] == {0: "Pothole"}
+    train = Path(cfg["train"]).read_text().split()
+    val = Path(cfg["val"]).read_text().split()
+    assert len(train) + len(val) == 40 and not set(train) & set(val) and 1 <= len(val) <= 12
+    again = yaml.safe_load(prepare_data(src, tmp_path / "w2", names=["Pothole"]).read_text(encoding="utf-8"))
+    assert Path(again["val"]).read_text().split() == val  # deterministic

@@ -206,24 +206,37 @@ def read_convert_report(dst: str | Path) -> dict:
     return json.loads((Path(dst) / "convert_report.json").read_text(encoding="utf-8"))
 
 
-def prepare_data(data: str | Path, workdir: str | Path) -> Path:
+def prepare_data(data: str | Path, workdir: str | Path, *, names: list[str] | None = None, val_fraction: float = 0.15) -> Path:
     """A data.yaml ultralytics can use offline: VOC is converted into ``workdir/dataset``;
     a YOLO yaml gets its ``path`` made absolute (ultralytics would otherwise look under its
-    own datasets dir) and its ``download`` key dropped. Returns the yaml to train on."""
+    own datasets dir) and its ``download`` key dropped. A bare ``images/`` + ``labels/``
+    folder takes its class names from ``classes.txt`` or ``names``, and without an
+    ``images/val`` folder gets a deterministic held-out split (hash of the file name)
+    written as ``train.txt``/``val.txt`` in ``workdir``. Returns the yaml to train on."""
     data, workdir = Path(data), Path(workdir)
     fmt = detect_format(data)
     if fmt == "voc":
         return convert_voc(data, workdir / "dataset")
+    workdir.mkdir(parents=True, exist_ok=True)
     yaml_file = data if data.is_file() else data / "data.yaml"
-    if not yaml_file.is_file():  # images/ + labels/ without a yaml: names from classes.txt
+    if not yaml_file.is_file():  # images/ + labels/ without a yaml
         classes_txt = data / "classes.txt"
-        if not classes_txt.is_file():
-            raise DataError(f"YOLO 数据集 {data} 缺少 data.yaml（或 classes.txt 类别表）")
-        names = [n.strip() for n in classes_txt.read_text(encoding="utf-8").splitlines() if n.strip()]
-        has_val = (data / "images" / "val").is_dir()
-        train_dir = "images/train" if (data / "images" / "train").is_dir() else "images"
-        cfg: dict[str, Any] = {"train": train_dir, "val": "images/val" if has_val else train_dir,
-                               "names": dict(enumerate(names))}
+        if classes_txt.is_file():
+            names = [n.strip() for n in classes_txt.read_text(encoding="utf-8").splitlines() if n.strip()]
+        if not names:
+            raise DataError(f"YOLO 数据集 {data} 缺少 data.yaml 或 classes.txt 类别表（也可用 --names 给出类别名，逗号分隔）")
+        if (data / "images" / "val").is_dir():
+            train_dir = "images/train" if (data / "images" / "train").is_dir() else "images"
+            cfg: dict[str, Any] = {"train": train_dir, "val": "images/val"}
+        else:
+            images = sorted(p for p in (data / "images").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
+            if not images:
+                raise DataError(f"YOLO 数据集 {data}/images 里没有图片")
+            held = {p for p in images if int(hashlib.sha1(p.name.encode()).hexdigest(), 16) % 1000 < val_fraction * 1000}
+            (workdir / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in images if p not in held), encoding="utf-8")
+            (workdir / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in sorted(held)), encoding="utf-8")
+            cfg = {"train": str((workdir / "train.txt").resolve()), "val": str((workdir / "val.txt").resolve())}
+        cfg["names"] = dict(enumerate(names))
         root = data
     else:
         try:
@@ -236,7 +249,6 @@ def prepare_data(data: str | Path, workdir: str | Path) -> Path:
     base = Path(cfg.get("path") or ".")
     cfg["path"] = str(base if base.is_absolute() else (root / base).resolve())
     cfg.pop("download", None)
-    workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "data.yaml"
     out.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return out
@@ -296,6 +308,7 @@ def train(
     name: str = "train",
     seed: int = 0,
     workers: int = 2,
+    names: list[str] | None = None,
     **overrides: Any,
 ) -> Path:
     """Train a detector with ultralytics; returns the path of ``best.pt``.
@@ -306,6 +319,7 @@ def train(
             Nothing is downloaded: a bare ``yolo11n.pt`` that is not on disk is an error.
         epochs, imgsz, batch, device, seed, workers: as in ultralytics.
         out, name: the run goes to ``out/name`` (overwritten: ``exist_ok=True``); weights in ``weights/``.
+        names: class names for a bare images/ + labels/ folder without data.yaml or classes.txt.
         overrides: any other ultralytics train argument (e.g. ``patience``, ``lr0``, ``mosaic``).
 
     Also writes a draft ``card.yaml`` next to the weights (classes without catalogue codes,
@@ -313,7 +327,7 @@ def train(
     """
     source = _model_source(model)
     run_dir = Path(out).resolve() / name
-    data_yaml = prepare_data(data, run_dir / "data")
+    data_yaml = prepare_data(data, run_dir / "data", names=names)
     args: dict[str, Any] = {
         "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
         "project": str(run_dir.parent), "name": name, "exist_ok": True, "seed": seed, "deterministic": True,

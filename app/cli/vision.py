@@ -193,15 +193,13 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu 或 GPU 编号，如 0"),
     out_dir: Path = typer.Option(Path("runs"), "--out"),
     name: str = typer.Option("train", "--name"),
+    names: str = typer.Option(None, "--names", help="类别名，逗号分隔（YOLO 目录没有 data.yaml/classes.txt 时）"),
 ):
-    """训练检测模型（封装 Ultralytics；VOC 数据先转换为 YOLO）。"""
-    from vision.train import convert_voc, detect_format
+    """训练检测模型（封装 Ultralytics；VOC 先转换为 YOLO；没有验证集时按文件名哈希留出 15% 作验证）。"""
     from vision.train import train as run
 
-    if detect_format(data) == "voc":
-        data = convert_voc(data, out_dir / f"{name}-data")
-        out.print(f"VOC 已转换为 YOLO：{data}")
-    best = run(data, model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device, out=out_dir, name=name)
+    best = run(data, model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device, out=out_dir, name=name,
+               names=[n.strip() for n in names.split(",") if n.strip()] if names else None)
     out.print(f"最佳权重：{best}")
 
 
@@ -244,4 +242,9 @@ def card(weights: Path = typer.Argument(..., help=".pt/.onnx 权重或其目录"
     wpath = c.weights_path("pt") or c.weights_path("onnx")
     check_card(c, city().catalogue, names=weights_names(wpath) if wpath and wpath.exists() else None)
     print_json(c)
+    unmapped = [k.name for k in c.classes if not k.is_issue]
+    if len(unmapped) == len(c.classes):
+        err.print(f"[yellow]注意[/]：{c.path} 的类别都没有映射到目录代码（kind/code），导入的观测都不会成为案件；请先填写")
+    elif unmapped:
+        err.print(f"[dim]不作为问题上报的类别：{', '.join(unmapped)}[/]")
     err.print("[green]模型卡与目录一致[/]")
