@@ -29,7 +29,6 @@ from vision.detect import (
     scale_boxes,
     to_tensor,
 )
-from vision.detections import issues_only, with_card_labels
 from vision.modelcard import ModelCardError, check_card, load_card
 from vision.slicing import sliced, tile_windows
 
@@ -101,16 +100,6 @@ def test_check_card(city, tmp_path):
     assert "模型卡有 4 个类别，权重有 3 个" in msg and "id=3" in msg
     with pytest.raises(ModelCardError, match="没有模型卡"):
         check_card(None, city.catalogue)
-
-
-def test_card_labels():
-    from vision.modelcard import ModelCard
-
-    card = ModelCard.model_validate(CARD)
-    det = sv.Detections(xyxy=np.zeros((3, 4), np.float32), confidence=np.ones(3, np.float32), class_id=np.array([0, 1, 2]))
-    det = with_card_labels(det, card)
-    assert list(det.data["code"]) == ["06013", None, "01001"]
-    assert list(issues_only(det).class_id) == [0, 2]
 
 
 # -- ultralytics-equivalent pre/postprocessing --------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import ast
 import math
 import os
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -334,15 +333,3 @@ def load_detector(
         path=file, backend=chosen, names=names, imgsz=imgsz, conf=conf, iou=iou, card=card, _infer=infer,
         max_det=max_det, fixed_shape=fixed_shape,
     )
-
-
-def benchmark(det: Detector, image: np.ndarray, *, runs: int = 10, warmup: int = 2) -> float:
-    """Median seconds per frame of ``det(image)``."""
-    for _ in range(warmup):
-        det(image)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        det(image)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
