@@ -1,8 +1,11 @@
 """A vision batch through the case pipeline, assembled in one place:
 
-    START → plan ─Send("case", report) × N→ case → END
+    START → verify → plan ─Send("case", report) × N→ case → END
 
-``plan`` turns the batch's issue observations that have no case yet into
+``verify`` first checks the cases whose places the footage covers (核查 by
+re-inspection, :mod:`vision.verify`): issues seen again fail their
+verification or join their open case as evidence, places seen clear pass it;
+so a still-there issue never opens a duplicate. ``plan`` turns the batch's issue observations that have no case yet into
 reports; LangGraph fans them out with ``Send`` and runs at most
 ``max_concurrency`` at a time; ``case`` runs the case pipeline
 (:mod:`agents.graph`, its own checkpointed thread per observation, keyed
@@ -28,6 +31,8 @@ from city.observations import Observation
 
 class BatchState(BaseModel):
     batch_id: str
+    verify_cases: bool = True
+    verified: int = 0
     reports: list[Report] = []
     results: Annotated[list[dict], operator.add] = []
 
@@ -49,8 +54,17 @@ def report_of(o: Observation) -> Report:
             f"视频 {o.file} 第 {o.best_t:.1f} 秒。")
     evidence = [Evidence(kind="image", uri=uri, note=note, captured_at=o.seen_at)
                 for uri, note in ((o.frame_uri, "证据帧（已模糊人脸）"), (o.crop_uri, "问题特写")) if uri]
-    return Report(source=o.source, text=text, lat=o.lat, lon=o.lon, external_id=f"obs:{o.id}",
+    return Report(source=o.source, text=text, lat=o.lat, lon=o.lon, external_id=f"obs:{o.id}", error_m=o.error_m, batch_id=o.batch_id,
                   detector_code=f"{o.kind.value}:{o.code}", detector_confidence=o.confidence, evidence=evidence)
+
+
+def verify(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
+    """核查 every case the batch's footage covers; claims the observations of issues seen again."""
+    if not state.verify_cases:
+        return {}
+    from vision.verify import verify_batch
+
+    return {"verified": len(verify_batch(runtime.context.pipeline.store, state.batch_id))}
 
 
 def plan(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
@@ -81,10 +95,12 @@ def done(state: BatchState) -> dict:
 
 def build():
     g = StateGraph(BatchState, context_schema=BatchContext)
+    g.add_node("verify", verify)
     g.add_node("plan", plan)
     g.add_node("case", case)
     g.add_node("done", done)
-    g.add_edge(START, "plan")
+    g.add_edge(START, "verify")
+    g.add_edge("verify", "plan")
     g.add_conditional_edges("plan", fan_out, ["case", "done"])
     g.add_edge("case", END)
     g.add_edge("done", END)
@@ -95,11 +111,13 @@ def build():
 graph = build()
 
 
-def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4) -> list[dict]:
-    """Run every issue observation of ``batch_id`` without a case through the
-    case pipeline, at most ``max_concurrency`` at a time; returns one result per
-    observation handled (empty when everything already has a case)."""
+def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4, verify: bool = True) -> list[dict]:
+    """核查 the cases the batch covers (unless ``verify`` is False; decisions in
+    ``store.verifications(batch_id=...)``), then run every issue observation of
+    ``batch_id`` without a case through the case pipeline, at most
+    ``max_concurrency`` at a time; returns one result per observation handled
+    (empty when everything already has a case)."""
     pipeline.store.batch(batch_id)  # NotFound with a hint for an unknown batch
-    out = graph.invoke(BatchState(batch_id=batch_id), {"max_concurrency": max_concurrency},
+    out = graph.invoke(BatchState(batch_id=batch_id, verify_cases=verify), {"max_concurrency": max_concurrency},
                        context=BatchContext(pipeline=pipeline))
     return sorted(out["results"], key=lambda r: r["observation"])

@@ -125,13 +125,30 @@ def dedupe(state: PipelineState, runtime: Runtime[Context]) -> dict:
         return {"case_number": own.number, "notes": state.notes + [f"dedupe：本线程此前已建案 {own.number}，继续处理"]}
     found = ctx.store.find_duplicates(t.code, r.lat, r.lon, kind=Kind(t.kind), radius_m=ctx.dedupe_radius_m,
                                       window=timedelta(days=ctx.dedupe_window_days))
+    if r.error_m is not None:
+        found = _same_place(found, r, ctx)
     if not found:
-        return {"notes": state.notes + [f"dedupe：{ctx.dedupe_radius_m:g} 米内无同类未结案案件"]}
+        where = "两者定位误差范围内" if r.error_m is not None else f"{ctx.dedupe_radius_m:g} 米内"
+        return {"notes": state.notes + [f"dedupe：{where}无同类未结案案件"]}
     case, dist = found[0]
     ev = [*r.evidence, Evidence(kind="text", uri=f"report:{_thread_id()}", note=r.text[:500])]
     ctx.store.add_evidence(case.number, ev, actor=ctx.actor, note=f"同类问题再次上报（{r.source.value}，相距 {dist:.0f} 米）")
     return {"duplicate_of": case.number, "case_number": case.number, "outcome": "attached",
             "notes": state.notes + [f"dedupe：与 {case.number}（相距 {dist:.0f} 米）重复，已作为证据附加"]}
+
+
+def _same_place(found: list, r, ctx: Context) -> list:
+    """For a report with a known position error (a vision observation): only cases
+    within both positions' error radii (verification.yaml's per-source case
+    errors), and never another observation of the same batch, which the vision
+    pipeline has already told apart from this one."""
+    from city.verification import load_rules
+
+    rules = load_rules(ctx.city.folder)
+    same_batch = f"obs:{r.batch_id}:" if r.batch_id else None
+    return [(c, d) for c, d in found
+            if not (same_batch and (c.external_id or "").startswith(same_batch))
+            and d <= max(rules.match_floor_m, rules.position_error(c.source) + r.error_m)]
 
 
 def after_dedupe(state: PipelineState) -> str:

@@ -31,6 +31,8 @@ class Report(BaseModel):
     external_id: str | None = None  # Open311 token, observation id …: the thread id and idempotency key
     detector_code: str | None = None  # a vision observation's catalogue code
     detector_confidence: float | None = Field(default=None, ge=0, le=1)
+    error_m: float | None = Field(default=None, ge=0, description="position error radius (m), e.g. of a vision observation")
+    batch_id: str | None = Field(default=None, description="the footage batch a vision observation came from")
     evidence: list[Evidence] = []
 
 

@@ -56,6 +56,24 @@ class Observation(BaseModel):
         return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [self.lon, self.lat]}, "properties": props}
 
 
+class View(BaseModel):
+    """One sampled frame that went through the detector: where the camera was and
+    how it pointed. With the file's camera and mount (``BatchFile.stats["view"]``)
+    this says which places were in view, so 核查 can tell "not there any more"
+    from "not looked at"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    t: float = Field(description="media seconds")
+    utc: datetime | None = Field(default=None, description="UTC time of the frame when the footage has absolute time")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    heading: float | None = Field(default=None, description="platform heading, degrees from north")
+    yaw: float | None = Field(default=None, description="gimbal yaw (drones)")
+    alt: float | None = Field(default=None, description="height above ground, metres (drones)")
+    pitch: float | None = Field(default=None, description="gimbal pitch (drones)")
+
+
 class BatchFile(BaseModel):
     """What happened to one file of a batch."""
 

@@ -25,6 +25,14 @@ def city():
     return load_city()
 
 
+@pytest.fixture(scope="session")
+def demo_batch(tmp_path_factory):
+    """The rendered demo patrol batch (20 s of 720p video, GPX, manifest, truth), once per session."""
+    from vision.synth.footage import make_demo_batch
+
+    return make_demo_batch(tmp_path_factory.mktemp("demo") / "batch", seed=0)
+
+
 def _pg_schema_url(base: str, schema: str) -> str:
     sep = "&" if "?" in base else "?"
     return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"

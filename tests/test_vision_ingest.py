@@ -27,13 +27,6 @@ pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.with_suffix(".onnx").exists(
 
 
 @pytest.fixture(scope="session")
-def demo_batch(tmp_path_factory) -> Path:
-    from vision.synth.footage import make_demo_batch
-
-    return make_demo_batch(tmp_path_factory.mktemp("demo") / "batch", seed=0)
-
-
-@pytest.fixture(scope="session")
 def demo_run(demo_batch, tmp_path_factory):
     """One ingest of the demo batch into a fresh SQLite store (shared by the read-only tests)."""
     work = tmp_path_factory.mktemp("run")

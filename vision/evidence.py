@@ -115,3 +115,22 @@ def write_evidence(jpeg_or_image, box, label: str, out_dir: Path, stem: str, *, 
     cv2.imwrite(str(frame_path), draw_box(frame, [v * scale for v in box], label), [cv2.IMWRITE_JPEG_QUALITY, 88])
     cv2.imwrite(str(crop_path), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
     return frame_path, crop_path, n_frame + n_crop
+
+
+def grab_frame(path: Path, t: float) -> np.ndarray | None:
+    """The frame at ``t`` seconds of a video (or the image itself), or None when
+    the file is gone or unreadable: for evidence taken after the ingest."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dng"):
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return None
+        cap.set(cv2.CAP_PROP_POS_MSEC, max(t, 0.0) * 1000.0)
+        ok, image = cap.read()
+        return image if ok else None
+    finally:
+        cap.release()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from pydantic import BaseModel, Field
 from city import settings
 from city.catalogue import Kind
 from city.errors import InvalidInput, XunjianError
-from city.observations import Batch, BatchFile, Observation, feature_collection
+from city.observations import Batch, BatchFile, Observation, View, feature_collection
 from vision.camera import Camera, Mount
 from vision.evidence import write_evidence
 from vision.manifest import (
@@ -184,7 +185,7 @@ def _one_file(root: Path, spec: FileSpec, manifest: Manifest, batch_id: str, det
         return FileOutcome(rel, "skipped", sha, observations=done.observations, stats=done.stats)
     started = time.perf_counter()
     try:
-        found, frame_utc, stats, warning = (_image if spec.image else _video)(root, spec, manifest, detector, opts, prog)
+        found, frame_utc, stats, warning, views = (_image if spec.image else _video)(root, spec, manifest, detector, opts, prog)
     except XunjianError as e:
         return _failed(store, batch_id, rel, sha, str(e))
     except ValueError as e:  # TelemetryError is a ValueError with a user-facing message
@@ -212,7 +213,7 @@ def _one_file(root: Path, spec: FileSpec, manifest: Manifest, batch_id: str, det
     status = "failed" if warning else "done"
     record = BatchFile(batch_id=batch_id, path=rel, sha256=sha, status=status, error=warning, observations=len(observations),
                        stats=stats, finished_at=datetime.now(timezone.utc))
-    store.finish_file(record, observations)
+    store.finish_file(record, observations, views)
     return FileOutcome(rel, status, sha, observations=len(observations), error=warning, stats=stats)
 
 
@@ -230,6 +231,20 @@ def _settings(spec: FileSpec, manifest: Manifest, opts: IngestOptions) -> tuple[
     if opts.every_m is not None or opts.every_s is not None:
         sampling = sampling.model_copy(update={k: v for k, v in (("every_m", opts.every_m), ("every_s", opts.every_s)) if v is not None})
     return cam, mount, sampling, manifest.gps_error_m or d["gps_error_m"]
+
+
+def view_of(pose, t: float, utc) -> View:
+    """The stored view of one detected frame (NaN telemetry fields become None)."""
+    def known(v):
+        return None if v is None or math.isnan(v) else round(float(v), 3)
+    return View(t=round(t, 3), utc=utc, lat=round(pose.lat, 7), lon=round(pose.lon, 7), heading=known(pose.heading),
+                yaw=known(pose.yaw), alt=known(pose.alt), pitch=known(pose.pitch))
+
+
+def view_geometry(camera: Camera, mount: MountSpec, gps_error_m: float, heading_error_deg: float) -> dict:
+    """How a file's views project onto the ground (``BatchFile.stats["view"]``), for :mod:`vision.coverage`."""
+    return {"camera": {"width": camera.width, "height": camera.height, "hfov_deg": round(camera.hfov_deg, 4)},
+            "mount": mount.model_dump(), "gps_error_m": gps_error_m, "heading_error_deg": heading_error_deg}
 
 
 def camera_for(spec: CameraSpec, width: int, height: int, focal_35mm: float | None = None) -> Camera:
@@ -276,9 +291,11 @@ def _video(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
     stats = SamplingStats()
     prog.file_started(spec.video, media.duration_s)
     last_report = 0.0
+    views: list[View] = []
     for frame in sample(media_path, track.distance_at, sampling, stats):
         pose = track.at(frame.t)
         observer.feed(frame, pose)
+        views.append(view_of(pose, frame.t, utc_at(track.start_utc, frame.t)))
         if frame.t - last_report >= 0.5:
             prog.file_advanced(frame.t)
             last_report = frame.t
@@ -289,9 +306,10 @@ def _video(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
         "duplicates": stats.duplicates, "detections": observer.detections, "duration_s": round(media.duration_s, 2),
         "distance_m": round(float(track.distance_at(min(media.duration_s, track.t1))), 1),
         "telemetry": track.fmt, "notes": [*track.notes, *stats.notes],
+        "view": view_geometry(camera, mount_spec, gps_error, observer.heading_error_deg),
     }
     warning = stats.notes[-1] if stats.truncated else None
-    return found, track.start_utc, info, warning
+    return found, track.start_utc, info, warning, views
 
 
 def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: IngestOptions, prog: Progress):
@@ -329,7 +347,9 @@ def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
                            box=tuple(float(v) for v in box), jpeg=buf.tobytes()))
     prog.file_advanced(1.0)
     info = {"detections": len(dets), "width": w, "height": h, "focal_35mm": ip.focal_35mm, "has_xmp": ip.has_xmp,
-            "altitude_m": ip.pose.alt, "gimbal_pitch": ip.pose.pitch}
+            "altitude_m": ip.pose.alt, "gimbal_pitch": ip.pose.pitch,
+            "view": view_geometry(camera, mount_spec, gps_error, HEADING_ERROR_DEG["measured"])}
     cfg = TrackingConfig()
-    return merge(found, cfg.merge_floor_m, cfg.merge_any_class_m), ip.pose.utc, info, None
+    views = [view_of(ip.pose, 0.0, ip.pose.utc)]
+    return merge(found, cfg.merge_floor_m, cfg.merge_any_class_m), ip.pose.utc, info, None, views
 

@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from app.cli import catalog, cases, db, demo, depts, llm, pipeline, route, vision
+from app.cli import catalog, cases, db, demo, depts, evals, llm, pipeline, route, sla, stats, verify, vision
 from app.cli.common import err, state
 from city.errors import XunjianError
 
@@ -28,8 +28,12 @@ app.add_typer(pipeline.pipeline_app, name="pipeline")
 app.add_typer(llm.app, name="llm")
 app.add_typer(vision.obs_app, name="observations")
 app.add_typer(vision.vision_app, name="vision")
+app.add_typer(sla.app, name="sla")
+app.add_typer(evals.app, name="eval")
 app.command("ingest")(vision.ingest)
 app.command("report")(pipeline.report)
+app.command("verify")(verify.verify)
+app.command("stats")(stats.stats)
 app.command("demo")(demo.demo)
 
 

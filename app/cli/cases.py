@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import typer
 from rich.markup import escape
@@ -12,11 +15,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from app.cli.common import actor, city, fmt_span, fmt_time, out, parse_time, print_json, store
+from city import settings
 from city.cases import Case, CaseQuery, Evidence, NewCase
 from city.catalogue import Source, Urgency, WorkDuration
-from city.errors import InvalidInput
+from city.errors import InvalidInput, XunjianError
 from city.geo import parse_latlon
-from city.lifecycle import Status, allowed_actions, parse_action
+from city.lifecycle import Action, Status, allowed_actions, parse_action
 
 app = typer.Typer(help="案卷：立案、派遣、处置、核查、结案、评价，以及审计记录。", no_args_is_help=True)
 
@@ -149,18 +153,31 @@ def act(
     approver: str = typer.Option(None, "--approver", help="延期审批人"),
     dup: str = typer.Option(None, "--dup", help="作废时：重复于哪个案卷"),
     rating: int = typer.Option(None, "--rating", help="评价：1-5"),
+    photo: list[str] = typer.Option([], "--photo", help="照片（如处置后照片），可多次给出；复制到 $XUNJIAN_HOME/evidence/<案卷编号>/ 并记录 sha256"),
     who: str = typer.Option(None, "--actor", help="操作人"),
     when: str = typer.Option(None, "--time", help="操作时间（默认现在），ISO 8601"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """对案卷执行一个流程操作（非法操作会被拒绝并说明可执行的操作）。"""
+    """对案卷执行一个流程操作（非法操作会被拒绝并说明可执行的操作）。
+
+    处置完成时可用 --note 说明处置结果、--photo 附上处置后照片（与操作在同一事务中记录）。"""
     act_ = parse_action(action)
     try:
         ext = WorkDuration.model_validate(extend) if extend else None
     except ValueError:
         raise InvalidInput(f"--extend {extend!r}: expected e.g. 4工作时 or 2工作日") from None
-    case = store().act(number, act_, actor=actor(who), note=note, department_id=dept, urgency=urgency, extend=ext,
-                       approver=approver, duplicate_of=dup, rating=rating, now=parse_time(when))
+    photos = _check_photos(photo)  # all of them, before anything is copied or changed
+    st = store()
+    if photos:
+        st.get(number)  # an unknown case fails here, before any file is copied
+    label = "处置后照片" if act_ is Action.COMPLETE else f"{act_.value}照片"
+    evidence, copied = _copy_photos(number, photos, label)
+    try:
+        case = st.act(number, act_, actor=actor(who), note=note, department_id=dept, urgency=urgency, extend=ext,
+                      approver=approver, duplicate_of=dup, rating=rating, evidence=evidence or None, now=parse_time(when))
+    except XunjianError:
+        _remove(copied)  # the action was refused (nothing was written): keep no file the store does not reference
+        raise
     if as_json:
         return print_json(case.public())
     last = case.history[-1]
@@ -171,6 +188,78 @@ def act(
         out.print(Panel(escape(reply.text), title="办结回复市民（草稿）", expand=False))
         for v in reply.violations:
             out.print(f"[yellow]回复检查[/]：{v}")
+
+
+#: Pillow image formats accepted as photos, and the file extension of their copies.
+PHOTO_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+
+
+class _Photo(NamedTuple):
+    path: Path
+    sha256: str
+    suffix: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_photo(ref: str) -> _Photo:
+    """A local image file Pillow can read, in one of :data:`PHOTO_FORMATS`."""
+    from PIL import Image
+
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise InvalidInput(f"照片文件「{ref}」不存在")
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            im.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput(f"「{ref}」不是可读取的图片文件（支持 JPEG、PNG、WebP、BMP、GIF、TIFF），请检查文件") from None
+    if fmt not in PHOTO_FORMATS:
+        raise InvalidInput(f"「{ref}」是 {fmt} 格式，不支持作为照片（支持 JPEG、PNG、WebP、BMP、GIF、TIFF）")
+    return _Photo(path, _sha256(path), PHOTO_FORMATS[fmt])
+
+
+def _check_photos(refs: list[str]) -> list[_Photo]:
+    """Every photo checked, each content once."""
+    photos: dict[str, _Photo] = {}
+    for ref in refs:
+        p = _check_photo(ref)
+        photos.setdefault(p.sha256, p)
+    return list(photos.values())
+
+
+def _copy_photos(number: str, photos: list[_Photo], note: str) -> tuple[list[Evidence], list[Path]]:
+    """Copy photos to ``$XUNJIAN_HOME/evidence/<number>/<sha256><ext>``: their evidence
+    records, and the files this call created (a copy already there is reused)."""
+    folder = settings.home() / "evidence" / number
+    evidence, created = [], []
+    for p in photos:
+        dest = folder / f"{p.sha256}{p.suffix}"
+        if not dest.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(dest.name + ".part")
+            shutil.copyfile(p.path, part)
+            os.replace(part, dest)
+            created.append(dest)
+        evidence.append(Evidence(kind="image", uri=str(dest), note=note, sha256=p.sha256))
+    return evidence, created
+
+
+def _remove(files: list[Path]) -> None:
+    for f in files:
+        f.unlink(missing_ok=True)
+    for d in {f.parent for f in files}:
+        try:
+            d.rmdir()  # only if now empty
+        except OSError:
+            pass
 
 
 def closure_reply(case: Case):

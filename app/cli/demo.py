@@ -8,6 +8,12 @@ Then the footage half: renders the demo patrol batch (a forward-camera video
 with its GPX track, once, into the data dir), ingests it with the bundled
 demo detector, printing one observation per physical issue, and sends the
 issue observations through the case pipeline (offline policy by default).
+Then the loop is closed: the duty officer approves the cases held at the
+review gate, the departments report most of them handled (one falsely), the
+same street is patrolled again, and that batch verifies them: the repaired
+ones pass and close with before/after frames, the one still broken goes back
+for rework, the one still open gets the new sighting as evidence, and a new
+issue opens a new case. Last, the rates (``xunjian stats``).
 Idempotent: a second run finds the same cases and files and changes nothing.
 """
 
@@ -77,13 +83,14 @@ def demo() -> None:
         t.add_row(c.number, c.status.value, f"{c.code} {c.title}", c.source.value, dept.label if dept else "—",
                   f"{c.route_principle or ''} {c.route_rule or ''}", fmt_time(c.deadline))
     out.print(t)
-    footage(st)
+    batch_id = footage(st)
+    close_the_loop(st, batch_id)
     out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]、"
-              "[b]xunjian observations list --batch demo-2026-11-20[/b]")
+              "[b]xunjian observations list --batch demo-2026-11-20[/b]、[b]xunjian stats[/b]、[b]xunjian sla due[/b]")
 
 
-def footage(st) -> None:
-    """Render (once) and ingest the demo patrol batch; print its observations."""
+def footage(st) -> str:
+    """Render (once) and ingest the demo patrol batch; print its observations; returns the batch id."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from app.cli.vision import RichProgress
@@ -119,3 +126,69 @@ def footage(st) -> None:
     linked = [o for o in st.observations(report.batch_id, issues_only=True) if o.case_number]
     out.print(f"案件流水线：本次处理 {len(results)} 条问题观测，累计 {len(linked)} 条已立案或并入已有案件"
               f"（{', '.join(sorted({o.case_number for o in linked})) or '—'}）。")
+    return report.batch_id
+
+
+def close_the_loop(st, batch_id: str) -> None:
+    """Approve, handle, patrol again, verify: 派遣 → 处置 → 核查 → 结案 on the demo street."""
+    import json
+    from datetime import UTC, datetime
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agents.batch import run_batch
+    from agents.pipeline import Pipeline
+    from app.cli.verify import render_verifications
+    from city import geo, settings
+    from vision.ingest import IngestOptions, ingest
+    from vision.synth.footage import DAY2_FIXED, DAY2_NOT_FIXED, make_day2_batch
+
+    out.rule("闭环：审核 → 处置 → 复查核查 → 结案")
+    pipe = Pipeline(st)
+    for r in pipe.waiting():
+        if (r.thread_id or "").startswith(f"obs:{batch_id}:"):
+            pipe.resume(r.state.case_number, "approve", by="值班长（演示）", note="视频证据清楚，同意立案派遣")
+            out.print(f"审核通过 {r.state.case_number}（{'；'.join(r.waiting.get('reasons', []))}）")
+
+    # the departments report DAY2_FIXED repaired (they are) and DAY2_NOT_FIXED (it is not);
+    # the last pothole is still being worked on
+    truth = json.loads((settings.home() / "demo" / "patrol-batch" / "truth.json").read_text(encoding="utf-8"))["objects"]
+    reported = DAY2_FIXED | DAY2_NOT_FIXED
+    for o in st.observations(batch_id, issues_only=True):
+        near = min(range(len(truth)), key=lambda i: geo.haversine_m(o.lat, o.lon, truth[i]["lat"], truth[i]["lon"]))
+        if near not in reported or not o.case_number:
+            continue
+        case = st.get(o.case_number)
+        if any(h.action == Action.COMPLETE.value for h in case.history):
+            continue  # reported once already (a second demo run)
+        who = f"{case.department_id} 处置员"
+        if case.status is Status.DISPATCHED:
+            st.act(case.number, Action.ACCEPT, actor=who)
+        if st.get(case.number).status is Status.IN_PROGRESS:
+            note = "井盖已更换" if o.class_name == "manhole_broken" else f"{o.label_zh}已处置"
+            st.act(case.number, Action.COMPLETE, actor=who, note=note)
+            out.print(f"{who} 报告 {case.number}（{o.label_zh}）处置完成：{note}")
+
+    folder = settings.home() / "demo" / "patrol-day2"
+    if not (folder / ".complete").exists():
+        out.print(f"渲染复查巡检视频（同一街道，处置之后）到 {folder} …")
+        make_day2_batch(folder, datetime.now(UTC))
+        (folder / ".complete").touch()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=out) as p:
+        from app.cli.vision import RichProgress
+
+        report = ingest(folder, st, IngestOptions(), RichProgress(p))
+    run_batch(pipe, report.batch_id)
+    render_verifications(st.verifications(batch_id=report.batch_id), f"复查批次 {report.batch_id} 的核查结果")
+    opened = sorted({o.case_number for o in st.observations(report.batch_id, issues_only=True)
+                     if o.case_number and st.get(o.case_number).external_id == f"obs:{o.id}"})
+    out.print(f"复查批次新发现并立案 {len(opened)} 件：{', '.join(opened) or '—'}。"
+              "核查依据与前后对比图见 [b]xunjian cases show 编号[/b]。")
+
+    from datetime import timedelta
+
+    from app.cli.stats import render
+    from city.stats import StatsQuery, compute
+
+    now = datetime.now(UTC)
+    render(compute(st, StatsQuery(since=now - timedelta(days=30), until=now), now=now), hot_spots=False)

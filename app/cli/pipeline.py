@@ -90,15 +90,21 @@ def report(
 def run_batch(
     batch: str = typer.Option(..., "--batch", "-b", help="批次号（xunjian observations batches）"),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="同时处理的观测数"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="先用本批次视频核查它拍到的已有案件（xunjian verify）"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """把一个视频批次里尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。"""
+    """先核查本批次拍到的已有案件，再把尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。"""
     from agents.batch import run_batch as run
+    from app.cli.verify import render_verifications
 
     with _pipeline() as pipe:
-        results = run(pipe, batch, max_concurrency=concurrency)
+        before = {v.case_number for v in pipe.store.verifications(batch_id=batch)} if verify else set()
+        results = run(pipe, batch, max_concurrency=concurrency, verify=verify)
+        checked = [v for v in pipe.store.verifications(batch_id=batch) if v.case_number not in before] if verify else []
     if as_json:
-        return print_json(results)
+        return print_json({"verifications": [v.model_dump(mode="json") for v in checked], "results": results})
+    if checked:
+        render_verifications(checked, f"批次 {batch} 核查：{len(checked)} 件")
     if not results:
         out.print(f"批次 {batch} 没有待处理的问题观测（都已立案或附加到案件）。")
         return

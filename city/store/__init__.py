@@ -28,6 +28,7 @@ from city.routing import RouteDecision
 from city.store.db import make_engines, migrate
 from city.store.observations import ObservationStore
 from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
+from city.store.verifications import VerificationStore
 
 SYSTEM = "system"
 
@@ -55,7 +56,7 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-class Store(ObservationStore):
+class Store(ObservationStore, VerificationStore):
     """Open (and migrate) the store at ``url`` (default: ``XUNJIAN_DB_URL`` or the
     SQLite file in the user's data dir) for the given city data."""
 
@@ -241,82 +242,101 @@ class Store(ObservationStore):
         duplicate_of: str | None = None,
         rating: int | None = None,
         decision: RouteDecision | None = None,
+        evidence: list[Evidence] | None = None,
+        data: dict | None = None,
         now: datetime | None = None,
     ) -> Case:
         """Apply one lifecycle action in one transaction (check, change, audit row).
 
         派遣 goes to ``department_id`` when given (人工指定), else to the department
         of ``decision`` (a routing already made, e.g. by the pipeline), else to what
-        the responsibility rules decide now."""
+        the responsibility rules decide now. ``evidence`` (e.g. the department's
+        photos with 处置完成, the footage of a 核查) is attached in the same
+        transaction; ``data`` is merged into the audit row's data."""
         now = _now(now)
         if not actor or not actor.strip():
             raise InvalidInput("every action needs an actor (who did it)")
         with self.writing() as s:
-            row = self._row(s, number, lock=True)
-            before = Status(row.status)
-            after = transition(before, action, note)
-            data: dict = {}
-            entry = self.city.catalogue.get(row.code, Kind(row.kind))
-            if urgency is not None:
-                row.urgency = urgency.value
-                data["urgency"] = urgency.value
-
-            # 解除挂账 of a case shelved before any department held it (挂账 from 立案) enters
-            # 派遣 with no department: route it as a 派遣 would
-            if action is Action.DISPATCH or (action is Action.UNSHELVE and row.department_id is None):
-                returned = self._returned_by(s, row.id)
-                if department_id:
-                    dept = self.city.departments.get(department_id)
-                    row.route_rule, row.route_principle, row.route_note = "manual", "人工指定", f"由 {actor} 指定"
-                else:
-                    if decision is None or decision.department_id in returned:
-                        decision = self.city.route(entry, row.lat, row.lon, row.context, row.owner, exclude=frozenset(returned))
-                    dept = self.city.departments.get(decision.department_id)
-                    row.route_rule = decision.rule_id or "无责任主体"
-                    row.route_principle = decision.principle
-                    row.route_note = "\n".join(decision.trail)
-                    data["ambiguous"] = decision.ambiguous
-                row.department_id = dept.id
-                data["department"] = dept.id
-            elif department_id:
-                raise InvalidInput(f"a department is chosen only when dispatching (派遣), not at {action.value}")
-
-            if after is Status.DISPATCHED and action is not Action.EXTEND:  # 派遣, 核查不通过 (rework), 解除挂账: a new time limit runs
-                limit = entry.time_limits[Urgency(row.urgency)]
-                row.deadline = self.city.deadline(row.department_id, now, limit)
-                data["deadline"] = row.deadline.isoformat()
-                data["time_limit"] = str(limit)
-            if action is Action.FAIL:
-                row.rework_count += 1
-            if action is Action.RETURN:
-                data["returned_by"] = row.department_id
-                row.department_id = None
-                row.deadline = None
-            if action is Action.EXTEND:
-                if extend is None or not approver:
-                    raise InvalidInput("延期 needs the extra time (--extend, e.g. 2工作日) and who approved it (--approver)")
-                old = row.deadline
-                row.deadline = self.city.deadline(row.department_id, old or now, extend)
-                data.update(approver=approver, extend=str(extend), old_deadline=old and old.isoformat(), deadline=row.deadline.isoformat())
-            if action is Action.VOID and duplicate_of:
-                if duplicate_of == number:
-                    raise InvalidInput("a case cannot be a duplicate of itself")
-                self._row(s, duplicate_of)
-                row.duplicate_of = duplicate_of
-                data["duplicate_of"] = duplicate_of
-            if action is Action.EVALUATE:
-                if rating is None or not 1 <= rating <= 5:
-                    raise InvalidInput("评价 needs a rating from 1 (不满意) to 5 (非常满意): --rating")
-                row.rating = rating
-                data["rating"] = rating
-            if after is Status.CLOSED:
-                row.closed_at = now
-
-            row.status = after.value
-            row.updated_at = now
-            s.add(AuditRow(case_id=row.id, at=now, actor=actor, action=action.value, from_status=before.value,
-                           to_status=after.value, note=note or "", data=data))
+            self._act(s, number, action, actor=actor, note=note, department_id=department_id, urgency=urgency,
+                      extend=extend, approver=approver, duplicate_of=duplicate_of, rating=rating, decision=decision,
+                      evidence=evidence, data=data, now=now)
         return self.get(number)
+
+    def _act(self, s: Session, number: str, action: Action, *, actor: str, note: str | None = None,
+             department_id: str | None = None, urgency: Urgency | None = None, extend: WorkDuration | None = None,
+             approver: str | None = None, duplicate_of: str | None = None, rating: int | None = None,
+             decision: RouteDecision | None = None, evidence: list[Evidence] | None = None, data: dict | None = None,
+             now: datetime) -> CaseRow:
+        """:meth:`act` inside an open write transaction ``s`` (several actions can share one)."""
+        row = self._row(s, number, lock=True)
+        before = Status(row.status)
+        after = transition(before, action, note)
+        data = dict(data or {})
+        entry = self.city.catalogue.get(row.code, Kind(row.kind))
+        if urgency is not None:
+            row.urgency = urgency.value
+            data["urgency"] = urgency.value
+
+        # 解除挂账 of a case shelved before any department held it (挂账 from 立案) enters
+        # 派遣 with no department: route it as a 派遣 would
+        if action is Action.DISPATCH or (action is Action.UNSHELVE and row.department_id is None):
+            returned = self._returned_by(s, row.id)
+            if department_id:
+                dept = self.city.departments.get(department_id)
+                row.route_rule, row.route_principle, row.route_note = "manual", "人工指定", f"由 {actor} 指定"
+            else:
+                if decision is None or decision.department_id in returned:
+                    decision = self.city.route(entry, row.lat, row.lon, row.context, row.owner, exclude=frozenset(returned))
+                dept = self.city.departments.get(decision.department_id)
+                row.route_rule = decision.rule_id or "无责任主体"
+                row.route_principle = decision.principle
+                row.route_note = "\n".join(decision.trail)
+                data["ambiguous"] = decision.ambiguous
+            row.department_id = dept.id
+            data["department"] = dept.id
+        elif department_id:
+            raise InvalidInput(f"a department is chosen only when dispatching (派遣), not at {action.value}")
+
+        if after is Status.DISPATCHED and action is not Action.EXTEND:  # 派遣, 核查不通过 (rework), 解除挂账: a new time limit runs
+            limit = entry.time_limits[Urgency(row.urgency)]
+            row.deadline = self.city.deadline(row.department_id, now, limit)
+            data["deadline"] = row.deadline.isoformat()
+            data["time_limit"] = str(limit)
+        if action is Action.FAIL:
+            row.rework_count += 1
+        if action is Action.RETURN:
+            data["returned_by"] = row.department_id
+            row.department_id = None
+            row.deadline = None
+        if action is Action.EXTEND:
+            if extend is None or not approver:
+                raise InvalidInput("延期 needs the extra time (--extend, e.g. 2工作日) and who approved it (--approver)")
+            old = row.deadline
+            row.deadline = self.city.deadline(row.department_id, old or now, extend)
+            data.update(approver=approver, extend=str(extend), old_deadline=old and old.isoformat(), deadline=row.deadline.isoformat())
+        if action is Action.VOID and duplicate_of:
+            if duplicate_of == number:
+                raise InvalidInput("a case cannot be a duplicate of itself")
+            self._row(s, duplicate_of)
+            row.duplicate_of = duplicate_of
+            data["duplicate_of"] = duplicate_of
+        if action is Action.EVALUATE:
+            if rating is None or not 1 <= rating <= 5:
+                raise InvalidInput("评价 needs a rating from 1 (不满意) to 5 (非常满意): --rating")
+            row.rating = rating
+            data["rating"] = rating
+        if after is Status.CLOSED:
+            row.closed_at = now
+
+        for ev in evidence or ():
+            s.add(self._evidence_row(row.id, ev, actor, now))
+        if evidence:
+            data["evidence"] = len(evidence)
+        row.status = after.value
+        row.updated_at = now
+        s.add(AuditRow(case_id=row.id, at=now, actor=actor, action=action.value, from_status=before.value,
+                       to_status=after.value, note=note or "", data=data))
+        return row
 
     @staticmethod
     def _returned_by(s: Session, case_id: int) -> set[str]:

@@ -12,8 +12,8 @@ from sqlalchemy import delete, func, select
 
 from city import geo
 from city.errors import NotFound
-from city.observations import Batch, BatchFile, Observation
-from city.store.schema import BatchFileRow, BatchRow, ObservationRow
+from city.observations import Batch, BatchFile, Observation, View
+from city.store.schema import BatchFileRow, BatchRow, ObservationRow, ViewRow
 
 _OBS_FIELDS = [c for c in Observation.model_fields if c != "box"]
 
@@ -73,11 +73,18 @@ class ObservationStore:
                 return None
             return BatchFile(**{c: getattr(r, c) for c in BatchFile.model_fields})
 
-    def finish_file(self, record: BatchFile, observations: list[Observation] = ()) -> None:
-        """Record a file as done (with its observations) or failed, atomically,
-        replacing what an earlier run stored for the same path."""
+    def finish_file(self, record: BatchFile, observations: list[Observation] = (), views: list[View] = ()) -> None:
+        """Record a file as done (with its observations and the views its frames
+        gave) or failed, atomically, replacing what an earlier run stored for the
+        same path."""
         with self.writing() as s:
             s.execute(delete(ObservationRow).where(ObservationRow.batch_id == record.batch_id, ObservationRow.file == record.path))
+            s.execute(delete(ViewRow).where(ViewRow.batch_id == record.batch_id, ViewRow.file == record.path))
+            if views:
+                cells = geo.cell_of([v.lat for v in views], [v.lon for v in views])
+                s.execute(ViewRow.__table__.insert(), [
+                    {"batch_id": record.batch_id, "file": record.path, "cell": int(c), **v.model_dump()}
+                    for v, c in zip(views, cells)])
             s.merge(BatchFileRow(**record.model_dump(mode="python")))
             for o in observations:
                 data = o.model_dump(mode="python")
@@ -102,6 +109,16 @@ class ObservationStore:
             if limit:
                 stmt = stmt.limit(limit)
             return [_obs(r) for r in s.scalars(stmt).all()]
+
+    def views(self, batch_id: str, *, cells: list[int] | None = None) -> list[tuple[str, View]]:
+        """The (file, view) pairs of a batch, optionally only those in ``cells``, in file and time order."""
+        with self.reading() as s:
+            stmt = select(ViewRow).where(ViewRow.batch_id == batch_id)
+            if cells is not None:
+                stmt = stmt.where(ViewRow.cell.in_(cells))
+            rows = s.scalars(stmt.order_by(ViewRow.file, ViewRow.t)).all()
+            return [(r.file, View(t=r.t, utc=r.utc, lat=r.lat, lon=r.lon, heading=r.heading, yaw=r.yaw, alt=r.alt,
+                                  pitch=r.pitch)) for r in rows]
 
     def observation(self, obs_id: str) -> Observation:
         with self.reading() as s:

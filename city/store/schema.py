@@ -121,6 +121,8 @@ class AuditRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
+    __table_args__ = (Index("ix_case_audit_at", "at"),)  # statistics by period (migration 0005)
+
 
 class CounterRow(Base):
     """Per-district, per-day sequence for human-readable case numbers."""
@@ -223,3 +225,77 @@ class ObservationRow(Base):
         Index("ix_observations_batch_file", "batch_id", "file"),
         Index("ix_observations_cell_code", "cell", "code"),
     )
+
+
+class ViewRow(Base):
+    """One sampled (and detected) frame of a batch file: where the camera was and
+    how it pointed, so a later check can tell whether a place was in view
+    (migration 0005). The file's camera and mount are in ``batch_files.stats["view"]``."""
+
+    __tablename__ = "views"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(128), ForeignKey("batches.id", ondelete="CASCADE"))
+    file: Mapped[str] = mapped_column(String(512))
+    t: Mapped[float] = mapped_column(Float)
+    utc: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    cell: Mapped[int] = mapped_column(BigInteger)
+    heading: Mapped[float | None] = mapped_column(Float)
+    yaw: Mapped[float | None] = mapped_column(Float)
+    alt: Mapped[float | None] = mapped_column(Float)
+    pitch: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_views_batch_file", "batch_id", "file"),
+        Index("ix_views_cell", "cell"),
+    )
+
+
+class VerificationRow(Base):
+    """One 核查 decision: a batch's footage checked at a case's place (migration 0005).
+    At most one per (case, batch), so verifying a batch again changes nothing."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("cases.id", ondelete="CASCADE"))
+    batch_id: Mapped[str] = mapped_column(String(128), ForeignKey("batches.id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
+    coverage: Mapped[float] = mapped_column(Float)
+    observations: Mapped[list] = mapped_column(JSON, default=list)
+    evidence: Mapped[list] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    status_before: Mapped[str] = mapped_column(String(8))
+    status_after: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ux_verifications_case_batch", "case_id", "batch_id", unique=True),
+        Index("ix_verifications_batch", "batch_id"),
+    )
+
+
+class NotificationRow(Base):
+    """A warning or escalation sent about a case (即将超期, 已超期, 督办…) (migration 0005).
+    ``key`` makes sending idempotent: the scheduler sends each (case, rule, deadline) once."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(Integer)
+    recipient: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_notifications_recipient_created", "recipient", "created_at"),)

@@ -86,10 +86,12 @@ def speed_profile(seconds: float = 20.0, *, cruise_ms: float = CRUISE_MS, stop_a
     return s_of
 
 
-def demo_world(seed: int = 0) -> World:
-    """The demo street: 2+2 lanes heading ENE from the default origin, the demo issues placed."""
+def demo_world(seed: int = 0, placements: list[tuple[str, float, float]] | None = None,
+               removed: frozenset[int] = frozenset()) -> World:
+    """The demo street: 2+2 lanes heading ENE from the default origin, the demo issues
+    (or ``placements``, less the ``removed`` ones) placed; the same seed gives the same street."""
     w = make_world(seed, origin=DEFAULT_ORIGIN, heading_deg=ROAD_HEADING_DEG, s_range=(-15.0, 175.0), verge_m=14.0,
-                   placements=DEMO_PLACEMENTS, lanes_per_side=LANES_PER_SIDE, road_half_m=ROAD_HALF_M, sidewalk_m=SIDEWALK_M,
+                   placements=DEMO_PLACEMENTS if placements is None else placements, removed=removed, lanes_per_side=LANES_PER_SIDE, road_half_m=ROAD_HALF_M, sidewalk_m=SIDEWALK_M,
                    objects_per_10m=0.0)
     _paint_crossing(w, STOP_LINE_S)
     return w
@@ -110,10 +112,11 @@ def _paint_crossing(w: World, s0: float) -> None:
         w.raster[r:r + stripe, z0:z1] = (220, 220, 220)
 
 
-def _write_gpx(path: Path, times: np.ndarray, lats: np.ndarray, lons: np.ndarray, name: str) -> None:
+def _write_gpx(path: Path, times: np.ndarray, lats: np.ndarray, lons: np.ndarray, name: str,
+               start_utc: datetime = START_UTC) -> None:
     pts = []
     for t, la, lo in zip(times, lats, lons):
-        stamp = (START_UTC + timedelta(seconds=float(t))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = (start_utc + timedelta(seconds=float(t))).strftime("%Y-%m-%dT%H:%M:%SZ")
         pts.append(f'      <trkpt lat="{la:.7f}" lon="{lo:.7f}"><ele>245.0</ele><time>{stamp}</time></trkpt>')
     path.write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -164,12 +167,16 @@ def vehicle_poses(w: World, seconds: float, fps: int = 30, mount: Mount = VEHICL
     return poses
 
 
-def make_demo_batch(out_dir: str | Path, seed: int = 0, *, seconds: float = 20.0, fps: int = 30, video: bool = True) -> Path:
+def make_demo_batch(out_dir: str | Path, seed: int = 0, *, seconds: float = 20.0, fps: int = 30, video: bool = True,
+                    start_utc: datetime = START_UTC, placements: list[tuple[str, float, float]] | None = None,
+                    removed: frozenset[int] = frozenset(), batch: str = BATCH_NAME) -> Path:
     """Write the demo vehicle batch (patrol.mp4, patrol.gpx, manifest.yaml, truth.json) into ``out_dir``.
-    ``video=False`` skips rendering the video (track, manifest and truth only)."""
+    ``video=False`` skips rendering the video (track, manifest and truth only).
+    ``start_utc``, ``placements`` and ``batch`` make a later patrol of the same
+    street (see :func:`make_day2_batch`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    w = demo_world(seed)
+    w = demo_world(seed, placements, removed)
     cam = VEHICLE_CAMERA
     seen: dict[int, list[int]] = {}
     for k, pose in enumerate(vehicle_poses(w, seconds, fps)):
@@ -187,9 +194,9 @@ def make_demo_batch(out_dir: str | Path, seed: int = 0, *, seconds: float = 20.0
     times = np.arange(0, math.ceil(seconds) + 2, dtype=float)
     e, n = w.road_to_enu(s_of(times), np.full_like(times, w.lane_centre_t(LANES_PER_SIDE - 1)))
     lats, lons = w.latlon(e, n)
-    _write_gpx(out / "patrol.gpx", times, lats, lons, "xunjian demo patrol")
+    _write_gpx(out / "patrol.gpx", times, lats, lons, "xunjian demo patrol", start_utc)
     manifest = {
-        "batch": BATCH_NAME, "source": "vehicle", "platform_id": PLATFORM_ID,
+        "batch": batch, "source": "vehicle", "platform_id": PLATFORM_ID,
         "files": [{"video": "patrol.mp4", "track": "patrol.gpx",
                    "camera": {"hfov_deg": cam.hfov_deg, "width": cam.width, "height": cam.height},
                    "mount": {"kind": VEHICLE_MOUNT.kind, "height_m": VEHICLE_MOUNT.height_m, "pitch_deg": VEHICLE_MOUNT.pitch_deg,
@@ -201,12 +208,31 @@ def make_demo_batch(out_dir: str | Path, seed: int = 0, *, seconds: float = 20.0
     for i, r in enumerate(records):
         fr = seen.get(i, [])
         r["frames_visible"] = [min(fr), max(fr)] if fr else None
-    truth = {"batch": BATCH_NAME, "seed": seed, "video": "patrol.mp4", "fps": fps, "frames": round(seconds * fps),
-             "start_utc": START_UTC.strftime("%Y-%m-%dT%H:%M:%SZ"), "stop_s": [round(stop[0], 3), round(stop[1], 3)],
+    truth = {"batch": batch, "seed": seed, "video": "patrol.mp4", "fps": fps, "frames": round(seconds * fps),
+             "start_utc": start_utc.strftime("%Y-%m-%dT%H:%M:%SZ"), "stop_s": [round(stop[0], 3), round(stop[1], 3)],
              "road": {"origin_lat": w.origin_lat, "origin_lon": w.origin_lon, "heading_deg": w.heading_deg},
              "objects": records}
     (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
     return out
+
+
+DAY2_NEW: list[tuple[str, float, float]] = [("bin_overflow", 30.0, -ROAD_HALF_M - 1.3)]
+"""Issues that appeared after the first patrol."""
+DAY2_FIXED = frozenset({0, 1, 3, 5})
+"""Indices into :data:`DEMO_PLACEMENTS` of the issues repaired or cleaned up
+before the second patrol: the first pothole and the crack, the garbage at
+60 m, the overflowing bin. The broken manhole at 48 m is still broken."""
+DAY2_NOT_FIXED = frozenset({2})
+"""The broken manhole at 48 m: reported repaired in the demo, still broken on the second patrol."""
+
+
+def make_day2_batch(out_dir: str | Path, start_utc: datetime, seed: int = 0, *, video: bool = True,
+                    batch: str | None = None) -> Path:
+    """The demo street patrolled again after the departments' work
+    (:data:`DAY2_FIXED` gone, :data:`DAY2_NEW` appeared), starting at ``start_utc``."""
+    name = batch or f"demo-{start_utc.astimezone(timezone(timedelta(hours=8))):%Y-%m-%d}-recheck"
+    return make_demo_batch(out_dir, seed, video=video, start_utc=start_utc, placements=DEMO_PLACEMENTS + DAY2_NEW,
+                           removed=DAY2_FIXED, batch=name)
 
 
 def _srt_time(t: float) -> str:

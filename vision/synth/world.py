@@ -488,6 +488,7 @@ def make_world(
     verge_m: float = 6.0,
     objects_per_10m: float = 3.0,
     placements: list[tuple[str, float, float] | tuple[str, float, float, float]] | None = None,
+    removed: frozenset[int] = frozenset(),
     lanes_per_side: int | None = None,
     road_half_m: float | None = None,
     sidewalk_m: float | None = None,
@@ -498,7 +499,9 @@ def make_world(
     the class's ``where``), optionally ``(class, s, t, size_m)`` to fix the
     object's largest ground extent (else drawn from the class's ``size_m``);
     otherwise ``objects_per_10m`` random objects of uniformly drawn classes
-    over ``s_range``.
+    over ``s_range``. ``removed``: indices of placements painted and then
+    cleared again (the ground restored, as after a repair or a clean-up), so
+    the other objects look exactly as they do without ``removed``.
     """
     rng = np.random.default_rng(seed)
     lanes = int(lanes_per_side or rng.integers(1, 3))
@@ -527,6 +530,7 @@ def make_world(
         raster=np.zeros((H, Wd, 3), np.uint8), border_bgr=tuple(int(c) for c in np.array(style["verge"]) * 0.8), style=style,
     )
     _paint_ground(w, rng)
+    bare = w.raster.copy() if removed else None
     classes = load_classes()
     if placements is None:
         n = round(objects_per_10m * (s_range[1] - s_range[0]) / 10)
@@ -534,7 +538,7 @@ def make_world(
     else:
         picks = placements
     taken: list[tuple[float, float, float]] = []
-    for name, s, t, *size_m in picks:
+    for index, (name, s, t, *size_m) in enumerate(picks):
         c = class_by_name(name)
         size = float(size_m[0]) if size_m else float(rng.uniform(*c.size_m))
         where = str(c.where[rng.integers(len(c.where))])
@@ -548,6 +552,13 @@ def make_world(
         taken.append((s, tt, size))
         cx, cy = w.road_to_px(s, tt)
         fp_px = _PAINTERS[name](w.raster, rng, float(cx), float(cy), size / res_m, style["asphalt"])
+        if index in removed:
+            pad = round(0.3 / res_m)
+            c0, r0 = np.floor(fp_px.min(0)).astype(int) - pad
+            c1, r1 = np.ceil(fp_px.max(0)).astype(int) + pad
+            r0, c0 = max(r0, 0), max(c0, 0)
+            w.raster[r0:r1, c0:c1] = bare[r0:r1, c0:c1]
+            continue
         # painters draw in pixel coordinates whose integer points are pixel centres
         fs, ft = w.s_min + (fp_px[:, 0] + 0.5) * res_m, w.t_max - (fp_px[:, 1] + 0.5) * res_m
         fe, fn = w.road_to_enu(fs, ft)

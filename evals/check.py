@@ -1,0 +1,24 @@
+"""``--check``: a run's metrics against its suite's thresholds (and a reference run)."""
+
+from __future__ import annotations
+
+from evals.storage import RunInfo
+from evals.suites import Suite
+
+
+def violations(run: RunInfo, suite: Suite, against: RunInfo | None = None) -> list[str]:
+    """One message per violated threshold (empty when the run passes): a metric below
+    its ``min``, or more than ``max_drop`` below the same metric of ``against``."""
+    out = []
+    for name, t in suite.thresholds.items():
+        v = run.metrics.get(name)
+        if v is None:
+            continue
+        if t.min is not None and v < t.min:
+            out.append(f"{name} = {v:.3f} 低于最低要求 {t.min:.3f}（below the minimum）")
+        if against is not None and t.max_drop is not None:
+            ref = against.metrics.get(name)
+            if ref is not None and ref - v > t.max_drop + 1e-9:
+                out.append(f"{name} = {v:.3f} 比 {against.id} 的 {ref:.3f} 下降 {ref - v:.3f}，超过允许的 {t.max_drop:.3f}"
+                           f"（regressed more than max_drop）")
+    return out
