@@ -630,6 +630,9 @@ def _assemble(city: CityData, entry: CatalogueEntry | None, decision: RouteDecis
               urgency: Urgency, risk: Risk, confidence, danger, detector, number, address, lat, lon, context, owner,
               received_at, deadline, department_id, evidence, flags) -> RecordDraft:
     loc = city.locate(lat, lon)
+    tz = city.calendars.tz  # the store keeps UTC; the record and the reply speak local time
+    received_at = received_at.astimezone(tz) if received_at else None
+    deadline = deadline.astimezone(tz) if deadline else None
     if entry is None:
         flags.append("triage_abstained")
         coord = city.departments.coordinator(loc.district_id) or city.departments.get(city.settings.coordinator)
@@ -729,6 +732,9 @@ def draft_reply(
 
 
 def _reply_vars(record: RecordDraft, *, closed_at: datetime | None, result: str, feedback_days: int) -> dict:
+    local = (record.received_at or record.deadline)
+    if closed_at is not None and local is not None and local.tzinfo is not None:
+        closed_at = closed_at.astimezone(local.tzinfo)  # the city's time, as the record's own times
     return dict(
         number=record.number, name=record.name, address=mask_text(record.address or ""),
         place=" ".join(x for x in (record.district_name, record.street_name) if x),

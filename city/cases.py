@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from city.catalogue import Kind, Risk, Source, Urgency
 from city.lifecycle import Status
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)[ \-]?(\d{4})[ \-]?(\d{4})(?!\d)")  # 13812345678, 138 1234 5678, 138-1234-5678
 _LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)(\d{3,4})(\d{4})(?!\d)")
+_NAME = re.compile(r"(我叫|我的名字是|名叫|姓名[:：]?|(?:联系|报告|举报|投诉|反映|来电)人[:：]?)\s*([\u4e00-\u9fa5])([\u4e00-\u9fa5]{1,2})")
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
 
 
@@ -39,7 +40,9 @@ def mask_name(name: str | None) -> str | None:
 
 
 def mask_text(text: str) -> str:
-    """Mask mobile numbers, landlines and ID card numbers inside free text."""
+    """Mask mobile numbers (also written with spaces or dashes), landlines, ID card
+    numbers and self-introduced names (我叫张三丰 → 我叫张**) inside free text."""
+    text = _NAME.sub(lambda m: f"{m.group(1)}{m.group(2)}{'*' * len(m.group(3))}", text)
     text = _ID_CARD.sub(lambda m: f"{m.group(1)}********{m.group(3)}", text)
     text = _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
     return _LANDLINE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)

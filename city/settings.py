@@ -5,6 +5,7 @@ Environment variables (all optional):
 - ``XUNJIAN_HOME``: the data directory (default: the platform's user data dir).
 - ``XUNJIAN_DB_URL``: SQLAlchemy URL of the store (default: SQLite file in the data dir).
 - ``XUNJIAN_CITY_DATA``: a folder with the city's data files (default: the bundled sample).
+- ``XUNJIAN_DATASETS``: the shared real datasets (default: ``../shared/datasets`` next to the repo).
 
 The city's time zone is city data (``calendars.yaml``), not a setting.
 """
@@ -32,3 +33,8 @@ def db_url() -> str:
 def city_data_dir() -> Path:
     return Path(os.environ.get("XUNJIAN_CITY_DATA") or BUNDLED_CITY_DATA)
 
+
+
+def datasets_dir() -> Path:
+    """The shared real datasets (never committed): ``XUNJIAN_DATASETS`` or ``../shared/datasets``."""
+    return Path(os.environ.get("XUNJIAN_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from city import settings
 from city.errors import NotFound
-from evals.metrics import ItemResult
+from evals.results import Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS eval_runs (
@@ -40,14 +40,15 @@ CREATE TABLE IF NOT EXISTS eval_runs (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost REAL,
     item_limit INTEGER,
-    suite_file TEXT
+    suite_file TEXT,
+    notes TEXT NOT NULL DEFAULT '[]',
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS eval_items (
     run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
     item_id TEXT NOT NULL,
     data TEXT NOT NULL,
-    code_ok INTEGER NOT NULL,
-    dept_ok INTEGER,
+    ok INTEGER NOT NULL,
     latency_ms REAL NOT NULL,
     tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, item_id)
@@ -78,11 +79,13 @@ class RunInfo(BaseModel):
     cost: float | None = None  # no price table yet: None
     item_limit: int | None = None
     suite_file: str | None = None  # the suite's YAML file, to find its thresholds again
+    notes: list[str] = []
 
 
 class Run(BaseModel):
     info: RunInfo
-    results: list[ItemResult]
+    results: list[Result]
+    extra: dict = {}
 
 
 def default_path() -> Path:
@@ -109,6 +112,8 @@ class EvalStore:
         row = i.model_dump(mode="json")
         row["datasets"] = json.dumps(i.datasets, ensure_ascii=False)
         row["metrics"] = json.dumps(i.metrics)
+        row["notes"] = json.dumps(i.notes, ensure_ascii=False)
+        row["extra"] = json.dumps(run.extra, ensure_ascii=False)
         cols = list(row)
         conn = self._conn()
         try:
@@ -116,9 +121,9 @@ class EvalStore:
                 conn.execute(f"INSERT INTO eval_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                              [row[c] for c in cols])
                 conn.executemany(
-                    "INSERT INTO eval_items (run_id, item_id, data, code_ok, dept_ok, latency_ms, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(i.id, r.item_id, r.model_dump_json(), int(r.code_ok), None if r.dept_ok is None else int(r.dept_ok),
-                      r.latency_ms, r.prompt_tokens + r.completion_tokens) for r in run.results])
+                    "INSERT INTO eval_items (run_id, item_id, data, ok, latency_ms, tokens) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(i.id, r.item_id, r.model_dump_json(), int(r.ok), r.latency_ms, r.prompt_tokens + r.completion_tokens)
+                     for r in run.results])
         finally:
             conn.close()
 
@@ -127,6 +132,8 @@ class EvalStore:
         d = dict(row)
         d["datasets"] = json.loads(d["datasets"])
         d["metrics"] = json.loads(d["metrics"])
+        d["notes"] = json.loads(d.get("notes") or "[]")
+        d.pop("extra", None)
         return RunInfo.model_validate(d)
 
     def runs(self, suite: str | None = None, limit: int = 20) -> list[RunInfo]:
@@ -167,8 +174,9 @@ class EvalStore:
         run_id = self.resolve(ref)
         conn = self._conn()
         try:
-            info = self._info(conn.execute("SELECT * FROM eval_runs WHERE id = ?", [run_id]).fetchone())
+            head = conn.execute("SELECT * FROM eval_runs WHERE id = ?", [run_id]).fetchone()
             rows = conn.execute("SELECT data FROM eval_items WHERE run_id = ? ORDER BY item_id", [run_id]).fetchall()
         finally:
             conn.close()
-        return Run(info=info, results=[ItemResult.model_validate_json(r["data"]) for r in rows])
+        return Run(info=self._info(head), results=[Result.model_validate_json(r["data"]) for r in rows],
+                   extra=json.loads(head["extra"] or "{}"))

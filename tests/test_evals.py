@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from app.cli.evals import app as eval_app
 from evals.check import violations
-from evals.metrics import ItemOutput, ItemResult, compute, confusion, score
 from evals.report import flips, write_compare_report, write_run_report
 from evals.runner import new_run_id, run_suite
 from evals.storage import EvalStore
 from evals.suites import list_suites, load_suite, load_suite_file
+from evals.tasks.triage import ItemOutput, compute, confusion, result_of
 
 JB = (29.5728, 106.5372)  # 江北区: 06010 → JB-HW
 
@@ -72,7 +72,8 @@ def test_bundled_suites_validate():
     names = {s.name: s for s in list_suites()}
     assert {"triage", "route"} <= set(names)
     for s in names.values():
-        assert all(p.exists() for p in s.dataset_paths())
+        if s.fast:
+            assert not s.missing_datasets()  # the fast (CI) suites use only the project's own data
     assert names["triage"].thresholds["top1"].min is not None
 
 
@@ -88,9 +89,8 @@ def test_suite_with_unknown_metric_is_refused(tmp_path):
 # -- metrics --------------------------------------------------------------------------
 
 
-def _result(i, expected: dict, **out) -> ItemResult:
-    o = ItemOutput(**out)
-    return ItemResult(item_id=f"x{i}", text="t", expected=expected, output=o, **score(expected, o))
+def _result(i, expected: dict, **out):
+    return result_of(f"x{i}", "t", [], expected, ItemOutput(**out))
 
 
 def test_metrics_on_hand_made_results():
@@ -104,8 +104,8 @@ def test_metrics_on_hand_made_results():
         _result(4, exp(None, None), code=None, candidates=["01040"], urgency="一般"),
         _result(5, exp("09006", "YZ-ZF"), code=None, candidates=[], urgency="一般"),
     ]
-    assert [r.code_ok for r in rs] == [True, True, False, True, False]  # 2: an accepted alternative
-    assert [r.top3_ok for r in rs] == [True, True, True, True, False]
+    assert [r.ok for r in rs] == [True, True, False, True, False]  # 2: an accepted alternative
+    assert [r.flags["top3_ok"] for r in rs] == [True, True, True, True, False]
     m = compute(rs)
     assert m["top1"] == pytest.approx(3 / 5)
     assert m["top3"] == pytest.approx(4 / 5)
@@ -123,8 +123,8 @@ def test_metrics_on_hand_made_results():
 def test_tiny_dataset_end_to_end(tiny_suite):
     run = run_suite(load_suite(str(tiny_suite)))
     by_id = {r.item_id: r for r in run.results}
-    assert [by_id[f"tr-{i:04d}"].code_ok for i in (1, 2, 3, 4)] == [True, False, True, True]
-    assert by_id["tr-0002"].top3_ok and by_id["tr-0003"].output.code is None
+    assert [by_id[f"tr-{i:04d}"].ok for i in (1, 2, 3, 4)] == [True, False, True, True]
+    assert by_id["tr-0002"].flags["top3_ok"] and by_id["tr-0003"].output["code"] is None
     m = run.info.metrics
     assert m["top1"] == pytest.approx(3 / 4) and m["top3"] == pytest.approx(1.0)
     assert m["urgency_acc"] == pytest.approx(2 / 3)
@@ -158,7 +158,7 @@ def test_full_offline_triage_suite_is_fast_and_meets_its_thresholds():
     elapsed = time.perf_counter() - t0
     assert run.info.items == 424
     assert elapsed < 60, f"full offline run took {elapsed:.1f} s"
-    assert not [r for r in run.results if r.output.error]
+    assert not [r for r in run.results if r.error]
     assert violations(run.info, suite) == []  # the bundled thresholds hold for the offline baseline
     assert violations(run.info, load_suite("route")) == []
 
@@ -172,7 +172,8 @@ def _flipped_copy(run, item_id: str):
     b.info.id = new_run_id(run.info.suite) + "b"
     for r in b.results:
         if r.item_id == item_id:
-            r.output.code, r.code_ok, r.top3_ok = "99999", False, False
+            r.output["code"], r.ok = "99999", False
+            r.flags.update(code_ok=False, top3_ok=False)
     b.info.metrics = compute(b.results)
     return b
 
@@ -253,7 +254,7 @@ def test_openai_backend_on_the_fake_server_records_tokens(fake_llm, tiny_suite):
     assert fake_llm.requests, "the LLM was never asked"
     assert run.info.prompt_tokens > 0 and run.info.completion_tokens > 0
     first = next(r for r in run.results if r.item_id == "tr-0001")
-    assert first.output.code == "06010" and first.prompt_tokens > 0
+    assert first.output["code"] == "06010" and first.prompt_tokens > 0
     assert sum(r.prompt_tokens for r in run.results) == run.info.prompt_tokens
     path = write_run_report(run, folder=tiny_suite.parent / "llm-report")
     assert path.exists()
@@ -265,3 +266,44 @@ def test_compare_report_writes_markdown(tmp_path, tiny_suite):
     path = write_compare_report(a, b, folder=tmp_path / "cmp")
     md = (tmp_path / "cmp" / "report.md").read_text(encoding="utf-8")
     assert path.exists() and "由对变错（1）" in md and "tr-0004" in md
+
+
+def test_fast_suites_pass_their_checks(home):
+    """The CI gate: every suite marked fast, offline, with --check."""
+    res = cli("run", "--fast", "--check")
+    assert res.exit_code == 0, res.output
+    assert "检查通过" in res.output
+
+
+def test_a_suite_without_its_shared_data_is_skipped(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("XUNJIAN_DATASETS", str(tmp_path / "none"))
+    p = tmp_path / "shared.yaml"
+    p.write_text("name: shared-x\ntask: triage\ndatasets: ['shared:complaints/x.jsonl']\nmetrics: [top1]\n", encoding="utf-8")
+    res = cli("run", str(p))
+    assert res.exit_code == 0 and "跳过" in res.output and "x.jsonl" in res.output
+
+
+def test_cost_from_the_price_table():
+    from evals.runner import Price, cost_of
+
+    prices = {"qwen-plus*": Price(input=0.8, output=2.0), "deepseek-chat": Price(input=2.0, output=8.0)}
+    assert cost_of("openai", "qwen-plus-latest", 1_000_000, 500_000, prices) == pytest.approx(1.8)
+    assert cost_of("openai", "deepseek-chat", 1000, 1000, prices) == pytest.approx(0.01)
+    assert cost_of("openai", "unknown-model", 1000, 1000, prices) is None  # no price: unknown, not zero
+    assert cost_of("local", "qwen2.5-coder-1.5b", 1000, 1000, prices) == 0.0
+    assert cost_of("offline", None, 0, 0, prices) == 0.0
+
+
+def test_an_llm_run_is_reported_beside_the_offline_baseline(home, tiny_suite, fake_llm):
+    assert cli("run", str(tiny_suite)).exit_code == 0  # the offline baseline
+    choice = {"choice": 1, "code": "06010", "kind": "事件", "confidence": 0.9, "urgency": "一般", "reason": "垃圾"}
+    fake_llm.script(*[Reply.json(choice)] * 40)
+    run = run_suite(load_suite(str(tiny_suite)), backend="openai:fake-model", config=fake_llm.config(backoff_s=0.0))
+    st = EvalStore()
+    st.save(run)
+    base = st.get("baseline").info
+    path = write_run_report(run, baseline=base)
+    html = path.read_text(encoding="utf-8")
+    assert f"离线基线 {base.id}" in html and "每条 tokens" in html
+    md = path.with_suffix(".md").read_text(encoding="utf-8")
+    assert f"| 指标 | 说明 | 本次（openai） | 离线基线 {base.id} | 阈值 |" in md

@@ -236,6 +236,7 @@ def test_public_view_masks_personal_data(store):
     assert pub.reporter_phone == "138****5678"
     assert pub.reporter_name == "张**"
     assert "139****5678" in pub.description and "13912345678" not in pub.description
+    assert "我叫李*" in pub.description and "李四" not in pub.description
     assert "500103********123X" in pub.description and "19900101" not in pub.description
     assert "023-****3456" in pub.description and "68123456" not in pub.description
     assert "门牌号 12 号" in pub.description
@@ -252,6 +253,9 @@ def test_mask_helpers():
     assert mask_name("张三丰") == "张**" and mask_name("李") == "李" and mask_name(None) is None
     assert mask_text("订单号 123456789012345678901") == "订单号 123456789012345678901"  # not an ID or a phone
     assert mask_text("手机+86 15012345678。") == "手机+86 150****5678。"
+    assert mask_text("电话 138 1234 5678 或 139-1234-5678") == "电话 138****5678 或 139****5678"
+    assert mask_text("我叫赵丽华，联系人：王五") == "我叫赵**，联系人：王*"
+    assert mask_text("我是附近居民，张先生说") == "我是附近居民，张先生说"  # no name introduced
 
 
 # -- dedupe lookups ------------------------------------------------------------------------
