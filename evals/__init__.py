@@ -1,1 +1,1 @@
-"""Offline eval suites for models, prompts and rules (issue: eval suites)."""
+"""Offline eval suites: measure every model, prompt and rule change before it ships (``xunjian eval``)."""

@@ -461,3 +461,22 @@ def test_store_rows_round_trip_times_as_utc(store):
         row = s.execute(select(CaseRow).where(CaseRow.number == number)).scalar_one()
     assert row.created_at == datetime(2026, 11, 23, 15, 59, 59, 123456, tzinfo=timezone.utc)
     assert row.created_at.tzinfo is timezone.utc
+
+
+def test_act_many_is_one_transaction(store):
+    case = store.create_case(new(), now=T0)
+    store.act(case.number, Action.FILE, actor="op", now=T0)
+    store.act(case.number, Action.DISPATCH, actor="op", now=T0)
+    before = store.get(case.number)
+    with pytest.raises(NotFound):  # 退回 is fine, then 派遣 to an unknown department fails: neither happens
+        store.act_many(case.number, [{"action": Action.RETURN, "note": "改派"},
+                                     {"action": Action.DISPATCH, "department_id": "NO-SUCH"}], actor="调度员", now=T0)
+    after = store.get(case.number)
+    assert after.status is before.status and len(after.history) == len(before.history)
+    done = store.act_many(case.number, [{"urgency": Urgency.URGENT, "note": "有人摔倒"},
+                                        {"action": Action.RETURN, "note": "改派"},
+                                        {"action": Action.DISPATCH, "department_id": "JB-SZ"}],
+                          actor="调度员", data={"via": "chat"}, now=T0 + timedelta(hours=1))
+    assert done.status is Status.DISPATCHED and done.department_id == "JB-SZ" and done.urgency is Urgency.URGENT
+    assert [h.action for h in done.history[-3:]] == ["调整紧急程度", "退回", "派遣"]
+    assert all(h.actor == "调度员" and h.data.get("via") == "chat" for h in done.history[-3:])

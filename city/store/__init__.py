@@ -31,6 +31,7 @@ from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
 from city.store.verifications import VerificationStore
 
 SYSTEM = "system"
+URGENCY_CHANGED = "调整紧急程度"  # the audit action of an urgency change outside the lifecycle
 
 
 def _cap_box(lat: float, lon: float, radius_m: float) -> tuple[float, float, tuple[float, float] | None]:
@@ -261,6 +262,35 @@ class Store(ObservationStore, VerificationStore):
                       extend=extend, approver=approver, duplicate_of=duplicate_of, rating=rating, decision=decision,
                       evidence=evidence, data=data, now=now)
         return self.get(number)
+
+    def act_many(self, number: str, steps: list[dict], *, actor: str, data: dict | None = None,
+                 now: datetime | None = None) -> Case:
+        """Several changes to one case in ONE transaction (e.g. 退回 then 派遣 for a
+        reassignment): each step is the keyword arguments of :meth:`act` with its
+        ``action``, or ``{"urgency": U, "note": ...}`` without an action to change
+        the urgency alone (audited as 调整紧急程度; status and deadline unchanged).
+        ``data`` goes into every audit row."""
+        now = _now(now)
+        if not actor or not actor.strip():
+            raise InvalidInput("every action needs an actor (who did it)")
+        with self.writing() as s:
+            for step in steps:
+                step = dict(step)
+                action = step.pop("action", None)
+                if action is None:
+                    self._set_urgency(s, number, Urgency(step["urgency"]), actor=actor, note=step.get("note", ""),
+                                      data=data or {}, now=now)
+                else:
+                    self._act(s, number, Action(action), actor=actor, data=data, now=now, **step)
+        return self.get(number)
+
+    def _set_urgency(self, s: Session, number: str, urgency: Urgency, *, actor: str, note: str, data: dict,
+                     now: datetime) -> None:
+        row = self._row(s, number, lock=True)
+        old = row.urgency
+        row.urgency, row.updated_at = urgency.value, now
+        s.add(AuditRow(case_id=row.id, at=now, actor=actor, action=URGENCY_CHANGED, from_status=row.status,
+                       to_status=row.status, note=note, data={**data, "urgency": urgency.value, "old_urgency": old}))
 
     def _act(self, s: Session, number: str, action: Action, *, actor: str, note: str | None = None,
              department_id: str | None = None, urgency: Urgency | None = None, extend: WorkDuration | None = None,
