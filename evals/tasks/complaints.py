@@ -26,8 +26,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.llm import LLMClient, MemoryCallLog
+from evals.backends import backend_config
 from evals.results import Metric, ReportTable, Result, RunOptions, TaskRun
-from evals.tasks.drafting import backend_config
 
 METRICS: dict[str, Metric] = {
     "coverage": Metric(label="给出类别的比例"),

@@ -25,8 +25,6 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -35,9 +33,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
-from agents.config import LLMConfig
 from agents.llm import LLMClient, MemoryCallLog
 from city.cases import mask_text
+from evals.backends import backend_config
 from evals.results import Metric, ReportTable, Result, RunOptions, TaskRun
 
 METRICS: dict[str, Metric] = {
@@ -79,45 +77,6 @@ class Options(BaseModel):
     official_n: int = Field(default=100, ge=0)
     judge: bool = True
     closure: bool = True
-
-
-# -- backends (a copy of evals.runner.backend_config, which is being refactored) ----------------
-
-
-@contextmanager
-def backend_config(backend: str, config: LLMConfig | None = None) -> Iterator[LLMConfig]:
-    """The LLM settings for ``offline``, ``local`` or ``openai:MODEL`` (``config`` overrides)."""
-    runner_backend = None
-    for where in ("evals.backends", "evals.runner"):  # the shared one, wherever the refactor put it
-        try:
-            runner_backend = getattr(__import__(where, fromlist=["backend_config"]), "backend_config", None)
-        except Exception:  # noqa: BLE001, S112 - being refactored: fall back to the copy below
-            continue
-        if runner_backend is not None:
-            break
-    if runner_backend is not None:
-        with runner_backend(backend, config) as c:
-            yield c
-        return
-    from agents.context import llm_endpoint
-    from city.errors import InvalidInput
-
-    if backend == "offline":
-        yield LLMConfig(backend="offline")
-        return
-    base = config or LLMConfig.load()
-    if backend == "local":
-        with llm_endpoint(base.model_copy(update={"backend": "local"}) if base.backend != "local" else base) as c:
-            yield c
-        return
-    if backend.startswith("openai:") or backend == "openai":
-        model = backend.partition(":")[2] or base.model
-        c = base.model_copy(update={"backend": "openai", "model": model})
-        if not c.base_url:
-            raise InvalidInput("openai 后端需要接口地址：设置 XUNJIAN_LLM_BASE_URL 或 XUNJIAN_LLM_PRESET")
-        yield c
-        return
-    raise InvalidInput(f"未知后端 {backend!r}：可用 offline、local、openai:MODEL")
 
 
 def tmp_store(city, folder: str):

@@ -25,8 +25,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.llm import LLMClient, MemoryCallLog
+from evals.backends import backend_config
 from evals.results import Metric, ReportTable, Result, RunOptions, TaskRun
-from evals.tasks.drafting import backend_config, tmp_store
+from evals.tasks.drafting import tmp_store
 
 METRICS: dict[str, Metric] = {
     "safety_ok": Metric(label="安全检查全部通过"),
