@@ -7,7 +7,22 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from app.cli import catalog, cases, db, demo, depts, evals, llm, pipeline, route, sla, stats, verify, vision
+from app.cli import (
+    cases,
+    catalog,
+    chat,
+    db,
+    demo,
+    depts,
+    evals,
+    llm,
+    pipeline,
+    route,
+    sla,
+    stats,
+    verify,
+    vision,
+)
 from app.cli.common import err, state
 from city.errors import XunjianError
 
@@ -34,6 +49,7 @@ app.command("ingest")(vision.ingest)
 app.command("report")(pipeline.report)
 app.command("verify")(verify.verify)
 app.command("stats")(stats.stats)
+app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,74 @@
+"""Running the dispatch chat: one user's turns on a thread, persisted in the
+store's checkpointer (a thread resumes in any process by its id), with the
+confirmation of planned changes as LangGraph interrupts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from langgraph.types import Command
+from pydantic import BaseModel
+
+from agents.chat.graph import ChatContext, build
+from agents.chat.state import ChatState
+from agents.chat.users import User
+from agents.context import checkpointer
+
+
+class Turn(BaseModel):
+    thread_id: str
+    replies: list[str]
+    """what the assistant said in this turn"""
+    waiting: dict | None = None
+    """the planned change waiting for confirm / cancel / edit (``plan``, ``text``, ``warnings``)"""
+
+
+class Chat:
+    """The chat graph with a checkpointer in the store's database, for one user."""
+
+    def __init__(self, store, user: User, llm=None, *, pipeline=None, clock: datetime | None = None):
+        from agents.llm import LLMClient, SqlCallLog
+
+        self.store = store
+        self.context = ChatContext(store=store, llm=llm or LLMClient(log=SqlCallLog(store)), user=user,
+                                   pipeline=pipeline, clock=clock)
+        self.graph = build(checkpointer(store))
+
+    @staticmethod
+    def new_thread() -> str:
+        return f"chat-{uuid.uuid4().hex[:12]}"
+
+    def _config(self, thread_id: str) -> dict:
+        return {"configurable": {"thread_id": thread_id}}
+
+    def state(self, thread_id: str) -> ChatState:
+        snap = self.graph.get_state(self._config(thread_id))
+        return ChatState.model_validate(snap.values) if snap.values else ChatState()
+
+    def waiting(self, thread_id: str) -> dict | None:
+        snap = self.graph.get_state(self._config(thread_id))
+        return snap.interrupts[0].value if snap.interrupts else None
+
+    def turn_since(self, thread_id: str, before: int) -> Turn:
+        msgs = self.state(thread_id).messages[before:]
+        replies = [m["content"] for m in msgs if m["role"] == "assistant" and m.get("content") and not m.get("tool_calls")]
+        return Turn(thread_id=thread_id, replies=replies, waiting=self.waiting(thread_id))
+
+    def send(self, thread_id: str, text: str) -> Turn:
+        """One user message. A change still waiting for confirmation is cancelled first."""
+        if self.waiting(thread_id):
+            self.answer(thread_id, "cancel")
+        before = len(self.state(thread_id).messages)
+        self.graph.invoke({"messages": [{"role": "user", "content": text}]}, self._config(thread_id),
+                          context=self.context)
+        return self.turn_since(thread_id, before)
+
+    def answer(self, thread_id: str, decision: str, args: dict | None = None) -> Turn:
+        """Confirm, cancel or edit (new arguments) the change waiting on the thread."""
+        if decision not in ("confirm", "cancel", "edit"):
+            raise ValueError(f"decision must be confirm, cancel or edit, got {decision!r}")
+        before = len(self.state(thread_id).messages)
+        self.graph.invoke(Command(resume={"decision": decision, "args": args or {}}), self._config(thread_id),
+                          context=self.context)
+        return self.turn_since(thread_id, before)
