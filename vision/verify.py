@@ -136,7 +136,7 @@ def _seen_confidence(obs: list[tuple[Observation, float]]) -> float:
     return o.confidence if o.frames >= 2 else 0.8 * o.confidence
 
 
-def _obs_evidence(obs: list[tuple[Observation, float]], ref: datetime) -> list[Evidence]:
+def _obs_evidence(obs: list[tuple[Observation, float]]) -> list[Evidence]:
     out = []
     for o, d in obs:
         when = o.seen_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if o.seen_at else "时间未知"
@@ -172,7 +172,7 @@ def _before_note(case: Case) -> str:
     return f"处置前证据：{'、'.join(Path(u).name for u in before)}" if before else "处置前无图片证据"
 
 
-def decide(store, b: _Batch, case: Case, obs: list[tuple[Observation, float]], error_m: float, ref: datetime,
+def decide(b: _Batch, case: Case, obs: list[tuple[Observation, float]], error_m: float, ref: datetime,
            rules: VerificationRules, out_dir: Path, origin: Observation | None = None) -> tuple[Verification, list[tuple[Action, str]]]:
     """The decision for one case and the lifecycle actions it takes. A re-sighting
     fails the verification when it is at least ``fail_min_confidence`` or at least
@@ -185,7 +185,7 @@ def decide(store, b: _Batch, case: Case, obs: list[tuple[Observation, float]], e
         conf = _seen_confidence(obs)
         ids = [o.id for o, _ in obs]
         nearest = min(d for _, d in obs)
-        ev = _obs_evidence(obs, ref)
+        ev = _obs_evidence(obs)
         if status in STILL_OPEN:
             note = f"复查批次 {b.id} 再次发现该问题（相距 {nearest:.1f} 米），作为证据并入本案"
             return Verification(**base, outcome=Outcome.STILL_THERE, confidence=conf, frames=sum(o.frames for o, _ in obs),
@@ -240,7 +240,7 @@ def verify_batch(store, batch_id: str, *, rules: VerificationRules | None = None
     matches = _matches(store, b, cases, errors, refs, rules)
     decisions = []
     for case in cases:
-        v, actions = decide(store, b, case, matches.get(case.number, []), errors[case.number], refs[case.number],
+        v, actions = decide(b, case, matches.get(case.number, []), errors[case.number], refs[case.number],
                             rules, out_dir, origins[case.number])
         if not dry_run:
             v = store.record_verification(v, actions, now=now or datetime.now(UTC))
