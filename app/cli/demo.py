@@ -86,7 +86,7 @@ def demo() -> None:
     batch_id = footage(st)
     close_the_loop(st, batch_id)
     out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]、"
-              "[b]xunjian observations list --batch demo-2026-11-20[/b]、[b]xunjian stats[/b]、[b]xunjian sla due[/b]")
+              "[b]xunjian observations list --batch demo-2026-11-20[/b]、[b]xunjian stats[/b]、[b]xunjian sla due[/b]、[b]xunjian chat[/b]（/help）")
 
 
 def footage(st) -> str:
