@@ -243,20 +243,20 @@ class LLMClient:
     def chat(self, messages: list[dict], *, step: str, case_ref: str | None = None,
              tools: list[dict] | None = None, stream: bool = False) -> ChatResult | ChatStream:
         """Free text, or the model's tool calls. With ``stream=True`` see :meth:`stream`."""
-        if stream:
-            if tools:
-                raise ValueError("stream=True does not take tools")
-            return self.stream(messages, step=step, case_ref=case_ref)
         if tools and not self.supports_tools:
             raise ValueError("this endpoint has no native tool calls (supports_tools=false); use the JSON-action mode")
+        if stream:
+            return self.stream(messages, step=step, case_ref=case_ref, tools=tools)
         params = {"tools": tools} if tools else {}
         meta = {"tools": [t.get("function", {}).get("name") for t in tools]} if tools else {}
         res, _ = self._run(list(messages), params, meta, step, case_ref)
         return res
 
-    def stream(self, messages: list[dict], *, step: str, case_ref: str | None = None) -> ChatStream:
-        """Text deltas as the model writes them; ``.result`` (a ChatResult) at the end."""
-        return ChatStream(self._stream(list(messages), step, case_ref))
+    def stream(self, messages: list[dict], *, step: str, case_ref: str | None = None,
+               tools: list[dict] | None = None) -> ChatStream:
+        """Text deltas as the model writes them; ``.result`` (a ChatResult, with the
+        tool calls the model made when ``tools`` were offered) at the end."""
+        return ChatStream(self._stream(list(messages), step, case_ref, tools))
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -341,8 +341,11 @@ class LLMClient:
             return _Reply(error=f"cannot connect to {self.config.host}: {why}", retryable=True)
         return _Reply(error=f"malformed reply from {self.config.host}: {type(e).__name__}: {_short(str(e))}")
 
-    def _stream(self, messages: list[dict], step: str, case_ref: str | None) -> Iterator[str]:
+    def _stream(self, messages: list[dict], step: str, case_ref: str | None,
+                tools: list[dict] | None = None) -> Iterator[str]:
         res = ChatResult(call_id=uuid.uuid4().hex, model=self._model)
+        params = {"tools": tools} if tools else {}
+        meta = {"stream": True, **({"tools": [t.get("function", {}).get("name") for t in tools]} if tools else {})}
         if not self.enabled:
             res.fallback, res.error = True, "offline: no LLM configured"
             return res
@@ -350,27 +353,33 @@ class LLMClient:
             res.attempts = n
             t0 = time.perf_counter()
             try:
-                chunks = self._create(messages, {}, stream=True, stream_options={"include_usage": True})
+                chunks = self._create(messages, params, stream=True, stream_options={"include_usage": True})
                 break
             except openai.OpenAIError as e:
                 reply = self._failure(e)
                 reply.latency_ms = round((time.perf_counter() - t0) * 1000)
                 res.latency_ms += reply.latency_ms
-                self._record(res, reply, messages, {}, {"stream": True}, step, case_ref, reply.error)
+                self._record(res, reply, messages, params, meta, step, case_ref, reply.error)
                 if not reply.retryable or n == self.config.http_tries:
                     res.error, res.fallback = reply.error, True
                     return res
                 self._sleep(self._delay(n, reply.retry_after))
-        reply, parts = _Reply(), []
+        reply, parts, calls = _Reply(), [], {}
         try:
             for chunk in chunks:
                 reply.model = chunk.model or reply.model
                 if chunk.usage:
                     reply.prompt_tokens, reply.completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                delta = chunk.choices[0].delta.content if chunk.choices else None
-                if delta:
-                    parts.append(delta)
-                    yield delta
+                d = chunk.choices[0].delta if chunk.choices else None
+                for tc in (d.tool_calls or []) if d else []:  # tool calls arrive in pieces: assemble them
+                    acc = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                    acc["id"] = tc.id or acc["id"]
+                    if tc.function:
+                        acc["name"] += tc.function.name or ""
+                        acc["arguments"] += tc.function.arguments or ""
+                if d and d.content:
+                    parts.append(d.content)
+                    yield d.content
         except GeneratorExit:
             reply.error = "stream stopped by the caller"
             raise
@@ -378,12 +387,15 @@ class LLMClient:
             reply.error = f"stream broke: {type(e).__name__}: {_short(str(e))}"
         finally:  # also when the caller stops early
             reply.text = "".join(parts)
+            reply.tool_calls = [ToolCall(id=c["id"] or f"call-{i}", name=c["name"], arguments=c["arguments"])
+                                for i, c in sorted(calls.items())]
+            res.tool_calls = reply.tool_calls
             reply.latency_ms = round((time.perf_counter() - t0) * 1000)
             res.raw, res.model, res.error, res.ok = reply.text, reply.model or res.model, reply.error, reply.error is None
             res.prompt_tokens, res.completion_tokens = reply.prompt_tokens or 0, reply.completion_tokens or 0
             res.latency_ms += reply.latency_ms
             res.fallback = not res.ok
-            self._record(res, reply, messages, {}, {"stream": True}, step, case_ref, reply.error)
+            self._record(res, reply, messages, params, meta, step, case_ref, reply.error)
         return res
 
     # -- logging ---------------------------------------------------------------------------

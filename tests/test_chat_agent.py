@@ -221,3 +221,38 @@ def test_a_looping_model_gets_the_result_it_already_has(store, fake_llm):
     assert len(fake_llm.requests) == 2
     assert turn.replies[0].startswith("查询结果如下") and number in turn.replies[0]
     assert "<<<" not in turn.replies[0]
+
+
+def test_the_reply_streams_token_by_token(store, fake_llm):
+    number = create(store)
+    fake_llm.script(Reply.tool("show_case", {"number": number}),
+                    Reply(content=f"{number} 在上报状态，尚未立案。", chunks=[number, " 在上报", "状态，", "尚未立案。"]))
+    pieces: list[str] = []
+    c = chat(store, fake_llm)
+    turn = c.send(c.new_thread(), f"{number} 怎么样了", on_delta=pieces.append)
+    assert pieces == [number, " 在上报", "状态，", "尚未立案。"]
+    assert turn.replies == ["".join(pieces)]
+    assert all(r.get("stream") for r in fake_llm.requests) and "tools" in fake_llm.requests[0]
+
+
+def test_interactive_cli_streams_and_asks_before_a_change(tmp_path, monkeypatch, fake_llm):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from city.store import Store
+
+    monkeypatch.setenv("XUNJIAN_HOME", str(tmp_path / "home"))
+    for k, v in {"BACKEND": "openai", "BASE_URL": fake_llm.url, "MODEL": "fake-model", "API_KEY": "sk-test",
+                 "BACKOFF_S": "0"}.items():
+        monkeypatch.setenv(f"XUNJIAN_LLM_{k}", v)
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    number = create(Store(db), dispatch=True, when=datetime.now(TZ))
+    fake_llm.script(Reply(content="好的，正在查。", chunks=["好的，", "正在查。"]),
+                    Reply.tool("reassign", {"number": number, "department": "JB-ZF"}))
+    res = CliRunner().invoke(app, ["--db", db, "chat", "--user", "王调度"], input=f"你好\n把 {number} 改派给执法\ny\n",
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "调度助手：好的，正在查。" in res.output  # streamed
+    assert "待确认的操作" in res.output and "已执行" in res.output and "会话已保存" in res.output
+    case = Store(db).get(number)
+    assert case.department_id == "JB-ZF" and case.history[-1].actor == "王调度"

@@ -308,3 +308,20 @@ def test_the_api_key_is_never_shown(fake_llm):
     for shown in (repr(cfg), str(cfg), cfg.model_dump_json(), repr(c), json.dumps(cfg.model_dump(), default=str)):
         assert API_KEY not in shown
     assert cfg.secret() == API_KEY
+
+
+def test_a_stream_with_tools_assembles_the_tool_calls(fake_llm):
+    from agents.llm import LLMClient, MemoryCallLog
+
+    fake_llm.script(Reply.tool("find_cases", {"area": "江北区", "limit": 5}))
+    log = MemoryCallLog()
+    tools = [{"type": "function", "function": {"name": "find_cases", "parameters": {"type": "object", "properties": {}}}}]
+    stream = LLMClient(fake_llm.config(), log=log).chat(MESSAGES, step="chat", case_ref="C1", tools=tools, stream=True)
+    assert list(stream) == []  # no text, only a tool call
+    res = stream.result
+    assert res.ok and [c.name for c in res.tool_calls] == ["find_cases"]
+    assert res.tool_calls[0].args() == {"area": "江北区", "limit": 5}
+    assert fake_llm.requests[0]["tools"] == tools and fake_llm.requests[0]["stream"] is True
+    call = log.calls[0]
+    assert call.request["tools"] == ["find_cases"] and call.request["stream"] is True
+    assert json.loads(call.response)["tool_calls"][0]["name"] == "find_cases"

@@ -7,7 +7,8 @@
                             └─ END (the answer)
 
 ``agent`` asks the model what to do: native tool calls where the endpoint has
-them, else the JSON-action mode (one JSON object naming a tool and its
+them (the reply streams out token by token as ``{"delta": …}`` custom stream
+events), else the JSON-action mode (one JSON object naming a tool and its
 arguments, through JSON-schema constrained output — for the embedded
 llama.cpp model). ``tools`` runs the chosen tools (:mod:`agents.chat.tools`,
 where permissions are enforced) and feeds their results back as quoted data.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langgraph.config import get_config
+from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -189,8 +190,12 @@ def agent(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     history = _window(state.messages, WINDOW_JSON if json_mode else WINDOW)
     messages = [{"role": "system", "content": _system(ctx, json_mode)},
                 *(_as_json_mode(history) if json_mode else history)]
-    if not json_mode:
-        res = llm.chat(messages, step="chat", case_ref=_thread(), tools=[s.schema() for s in t.TOOLS.values()])
+    if not json_mode:  # the answer's text streams to the caller as it is written (stream_mode="custom")
+        write = get_stream_writer()
+        stream = llm.stream(messages, step="chat", case_ref=_thread(), tools=[s.schema() for s in t.TOOLS.values()])
+        for delta in stream:
+            write({"delta": delta})
+        res = stream.result
         if not res.ok:
             return {"messages": [_say(f"大模型暂时不可用（{res.error}）。可以用命令继续：/help")]}
         if res.tool_calls:

@@ -5,6 +5,7 @@ confirmation of planned changes as LangGraph interrupts."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from langgraph.types import Command
@@ -55,13 +56,17 @@ class Chat:
         replies = [m["content"] for m in msgs if m["role"] == "assistant" and m.get("content") and not m.get("tool_calls")]
         return Turn(thread_id=thread_id, replies=replies, waiting=self.waiting(thread_id))
 
-    def send(self, thread_id: str, text: str) -> Turn:
-        """One user message. A change still waiting for confirmation is cancelled first."""
+    def send(self, thread_id: str, text: str, on_delta: Callable[[str], None] | None = None) -> Turn:
+        """One user message; ``on_delta`` gets the reply's text as the model writes it
+        (endpoints with native tool calls). A change still waiting for confirmation
+        is cancelled first."""
         if self.waiting(thread_id):
             self.answer(thread_id, "cancel")
         before = len(self.state(thread_id).messages)
-        self.graph.invoke({"messages": [{"role": "user", "content": text}]}, self._config(thread_id),
-                          context=self.context)
+        for event in self.graph.stream({"messages": [{"role": "user", "content": text}]}, self._config(thread_id),
+                                       context=self.context, stream_mode="custom"):
+            if on_delta and isinstance(event, dict) and event.get("delta"):
+                on_delta(event["delta"])
         return self.turn_since(thread_id, before)
 
     def answer(self, thread_id: str, decision: str, args: dict | None = None) -> Turn:

@@ -23,8 +23,11 @@ def _user(name: str | None, role: str, dept: str | None):
     return User(name=actor(name), role=Role(role), department_id=dept)
 
 
-def _show(turn) -> None:
+def _show(turn, streamed: str = "") -> None:
+    """The turn's replies (except the one already streamed) and the change waiting for confirmation."""
     for r in turn.replies:
+        if streamed and r == streamed:
+            continue
         out.print(Panel(escape(r), title="调度助手", title_align="left", border_style="cyan"))
     if turn.waiting:
         warn = "".join(f"\n[yellow]注意：{escape(w)}[/]" for w in turn.waiting.get("warnings", []))
@@ -102,10 +105,20 @@ def chat(
                 return
             if not line.strip():
                 continue
+            parts: list[str] = []
+
+            def delta(piece: str, parts=parts) -> None:
+                if not parts:
+                    out.print("[cyan]调度助手[/]：", end="")
+                parts.append(piece)
+                out.print(escape(piece), end="", soft_wrap=True)
+
             try:
-                turn = c.send(thread, line)
+                turn = c.send(thread, line, on_delta=delta)
             except InvalidInput as e:
                 err.print(f"[red]{escape(str(e))}[/]")
                 continue
-            _show(turn)
+            if parts:
+                out.print()
+            _show(turn, "".join(parts))
             _decide(c, thread, turn)
