@@ -157,8 +157,12 @@ def test_a_thread_resumes_in_a_new_chat_object_and_belongs_to_its_user(store, fa
     assert [m["role"] for m in again.state(thread).messages][:3] == ["user", "assistant", "tool"]
     again.answer(thread, "confirm")
     assert store.get(number).department_id == "JB-ZF"
+    before = again.state(thread).messages
     with pytest.raises(PermissionDenied):
         chat(store, fake_llm, user=HW_USER).send(thread, "我也来说一句")
+    with pytest.raises(PermissionDenied):
+        chat(store, fake_llm, user=HW_USER).answer(thread, "confirm")
+    assert again.state(thread).messages == before  # nothing of theirs was written to the thread
 
 
 def test_cli_one_shot_message_then_confirm(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from agents.chat.graph import ChatContext, build
 from agents.chat.state import ChatState
-from agents.chat.users import User
+from agents.chat.users import PermissionDenied, User
 from agents.context import checkpointer
 
 
@@ -47,6 +47,13 @@ class Chat:
         snap = self.graph.get_state(self._config(thread_id))
         return ChatState.model_validate(snap.values) if snap.values else ChatState()
 
+    def _check_owner(self, thread_id: str) -> None:
+        """A thread belongs to the user who opened it: nobody else writes to it."""
+        owner = self.state(thread_id).owner
+        user = self.context.user
+        if owner and owner != user.name:
+            raise PermissionDenied(f"会话属于 {owner}，{user.label} 不能继续")
+
     def waiting(self, thread_id: str) -> dict | None:
         snap = self.graph.get_state(self._config(thread_id))
         return snap.interrupts[0].value if snap.interrupts else None
@@ -60,6 +67,7 @@ class Chat:
         """One user message; ``on_delta`` gets the reply's text as the model writes it
         (endpoints with native tool calls). A change still waiting for confirmation
         is cancelled first."""
+        self._check_owner(thread_id)
         if self.waiting(thread_id):
             self.answer(thread_id, "cancel")
         before = len(self.state(thread_id).messages)
@@ -73,6 +81,7 @@ class Chat:
         """Confirm, cancel or edit (new arguments) the change waiting on the thread."""
         if decision not in ("confirm", "cancel", "edit"):
             raise ValueError(f"decision must be confirm, cancel or edit, got {decision!r}")
+        self._check_owner(thread_id)
         before = len(self.state(thread_id).messages)
         self.graph.invoke(Command(resume={"decision": decision, "args": args or {}}), self._config(thread_id),
                           context=self.context)
