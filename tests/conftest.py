@@ -69,3 +69,19 @@ def store(db_url, city):
     st = Store(db_url, city)
     yield st
     st.close()
+
+
+@pytest.fixture
+def live(tmp_path, city, monkeypatch):
+    """The API on a real uvicorn server on loopback, over a fresh SQLite store, offline
+    LLM, one user per role (see ``tests/live_server.py``)."""
+    from app.api.deps import Services
+    from city.store import Store
+    from live_server import serve
+
+    monkeypatch.setenv("XUNJIAN_HOME", str(tmp_path / "home"))
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}", city)
+    services = Services(store=store)
+    with serve(services) as server:
+        yield server
+    store.close()

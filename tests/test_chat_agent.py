@@ -14,7 +14,7 @@ import pytest
 from fake_openai import Reply
 
 from agents.chat.session import Chat
-from agents.chat.users import PermissionDenied, Role, User
+from city.users import PermissionDenied, Role, User
 from agents.config import LLMConfig
 from agents.llm import LLMClient, MemoryCallLog
 from city.cases import NewCase

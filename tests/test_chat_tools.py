@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from agents.chat import tools as t
 from agents.chat.commands import ChatSession, parse_case_filters, run_command
-from agents.chat.users import PermissionDenied, User
+from city.users import PermissionDenied, User
 from city.cases import NewCase
 from city.errors import IllegalTransition, InvalidInput, NotFound
 from city.lifecycle import Action, Status

@@ -5,6 +5,6 @@ The tools are the only way the chat — an LLM or the command parser — reads o
 changes anything; permissions are enforced inside them, never left to a prompt.
 """
 
-from agents.chat.users import PermissionDenied, Role, User
+from city.users import PermissionDenied, Role, User
 
 __all__ = ["PermissionDenied", "Role", "User"]

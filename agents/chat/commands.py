@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.chat import tools as t
-from agents.chat.users import User
+from city.users import User
 from city.catalogue import Source, Urgency
 from city.errors import InvalidInput, NotFound, XunjianError
 from city.store import Store

@@ -36,7 +36,7 @@ from agents import safety
 from agents.chat import tools as t
 from agents.chat.commands import HELP, NO_LLM, run_command
 from agents.chat.state import ChatState
-from agents.chat.users import PermissionDenied, User
+from city.users import PermissionDenied, User
 from city.errors import XunjianError
 
 MAX_ROUNDS = 6  # tool rounds per user turn

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from agents.chat.graph import ChatContext, build
 from agents.chat.state import ChatState
-from agents.chat.users import PermissionDenied, User
+from city.users import PermissionDenied, User
 from agents.context import checkpointer
 
 

@@ -18,7 +18,7 @@ Text from a case (description, notes, addresses) is DATA: it is returned masked 
 sanitised in fields that say so, flagged when it looks like injected instructions,
 and never interpreted. Unknown case numbers, codes, departments and areas raise
 ``NotFound`` saying how to find valid ones; permissions raise
-:class:`~agents.chat.users.PermissionDenied`.
+:class:`~city.users.PermissionDenied`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from agents import offline, safety
-from agents.chat.users import PermissionDenied, Role, User
+from city.users import PermissionDenied, Role, User
 from city import geo, stats
 from city.bundle import CityData
 from city.cases import Case, CaseQuery, mask_text
@@ -468,7 +468,7 @@ def user_actions(user: User, status: Status) -> list[str]:
         return []
     acts = allowed_actions(status)
     if user.role is Role.DEPARTMENT:
-        from agents.chat.users import DEPARTMENT_ACTIONS
+        from city.users import DEPARTMENT_ACTIONS
 
         acts = [a for a in acts if a in DEPARTMENT_ACTIONS]
     return [a.value for a in acts]

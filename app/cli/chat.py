@@ -16,7 +16,7 @@ ROLES = ("dispatcher", "department", "viewer", "admin")
 
 
 def _user(name: str | None, role: str, dept: str | None):
-    from agents.chat.users import Role, User
+    from city.users import Role, User
 
     if role not in ROLES:
         raise InvalidInput(f"--role {role!r}：应为 {'、'.join(ROLES)} 之一")

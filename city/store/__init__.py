@@ -25,7 +25,9 @@ from city.catalogue import Kind, Urgency, WorkDuration
 from city.errors import InvalidInput, NotFound, XunjianError
 from city.lifecycle import OPEN, WITH_DEPARTMENT, Action, Status, transition
 from city.routing import RouteDecision
+from city.store.accounts import AccountStore
 from city.store.db import make_engines, migrate
+from city.store.jobs import JobStore
 from city.store.observations import ObservationStore
 from city.store.schema import AuditRow, CaseRow, CounterRow, EvidenceRow
 from city.store.verifications import VerificationStore
@@ -57,7 +59,7 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-class Store(ObservationStore, VerificationStore):
+class Store(ObservationStore, VerificationStore, AccountStore, JobStore):
     """Open (and migrate) the store at ``url`` (default: ``XUNJIAN_DB_URL`` or the
     SQLite file in the user's data dir) for the given city data."""
 

@@ -91,6 +91,7 @@ class CaseRow(Base):
         Index("ix_cases_deadline", "deadline"),
         Index("ix_cases_created_at", "created_at"),
         Index("ix_cases_code_created", "code", "created_at"),
+        Index("ix_cases_source_created", "source", "created_at"),  # migration 0006
     )
 
 
@@ -299,3 +300,71 @@ class NotificationRow(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_notifications_recipient_created", "recipient", "created_at"),)
+
+
+class UserRow(Base):
+    """A person who signs in to the API or web app (migration 0006). The password
+    is stored as an scrypt hash (:mod:`city.store.accounts`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[str | None] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TokenRow(Base):
+    """A bearer token: a signed-in session of a user, or an Open311 client's API key
+    (migration 0006). Only the token's SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # session | api_key
+    user_name: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobRow(Base):
+    """Background work of the server (an uploaded batch to ingest and run through the
+    pipeline…), claimed by a worker; progress and result are JSON (migration 0006)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
+    owner: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+
+class Open311RequestRow(Base):
+    """A service request POSTed by an Open311 client (migration 0006): kept as received,
+    then processed by the case pipeline; ``token`` answers GET tokens/{token}.json."""
+
+    __tablename__ = "open311_requests"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # received | processed | failed
+    case_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

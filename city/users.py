@@ -1,4 +1,4 @@
-"""Chat users and their roles; the permission checks the tools apply.
+"""Users and their roles; the permission checks the chat tools and the HTTP API apply.
 
 * ``dispatcher`` (调度员) and ``admin`` (管理员): read everything, do everything.
 * ``department`` (责任单位): sees and acts only on cases its department currently

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+def mount(app) -> None:
+    pass
