@@ -19,9 +19,10 @@ from app.api.deps import Services
 from app.api.errors import install_error_handlers
 
 
-def create_app(services: Services | None = None, *, worker: bool = True) -> FastAPI:
+def create_app(services: Services | None = None, *, worker: bool = True, sla_every_s: float | None = None) -> FastAPI:
     """The app over ``services`` (default: the configured store and LLM).
-    ``worker``: run the background worker thread in this process."""
+    ``worker``: run the background worker thread in this process; ``sla_every_s``:
+    also run the overdue warnings and escalation (``xunjian sla tick``) that often."""
     from app.api import auth, batches, cases, chat, open311
     from app.api.worker import Worker
     from app.web import routes as web
@@ -30,7 +31,12 @@ def create_app(services: Services | None = None, *, worker: bool = True) -> Fast
     async def lifespan(app: FastAPI):
         svc = services or Services.default()
         app.state.services = svc
-        w = Worker(svc) if worker else None
+        periodic = []
+        if sla_every_s:
+            from city import escalation
+
+            periodic.append((sla_every_s, lambda: escalation.tick(svc.store)))
+        w = Worker(svc, periodic=periodic) if worker else None
         if w:
             w.start()
         app.state.worker = w

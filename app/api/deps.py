@@ -31,6 +31,7 @@ class Services:
     llm_config: object = None  # agents.config.LLMConfig; None: offline
     _stack: ExitStack = field(default_factory=ExitStack)
     _pipeline: object = None
+    _chat_graph: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -59,6 +60,22 @@ class Services:
 
                 self._pipeline = Pipeline(self.store, Context.default(self.store, llm=self.llm()))
             return self._pipeline
+
+    @property
+    def chat_graph(self):
+        """One compiled chat graph for the process (its checkpointer shares one connection)."""
+        with self._lock:
+            if self._chat_graph is None:
+                from agents.chat.session import compiled
+
+                self._chat_graph = compiled(self.store)
+            return self._chat_graph
+
+    def chat(self, user):
+        """The dispatch agent for ``user`` (its LLM and the pipeline for redrafting replies)."""
+        from agents.chat.session import Chat
+
+        return Chat(self.store, user, self.llm(), pipeline=self.pipeline, graph=self.chat_graph)
 
     def close(self) -> None:
         self._stack.close()

@@ -63,9 +63,11 @@ def run_job(job: Job, services) -> Job:
 class Worker:
     """Claims and runs jobs until stopped; :meth:`wake` after queueing one."""
 
-    def __init__(self, services, *, idle_s: float = 1.0):
+    def __init__(self, services, *, idle_s: float = 1.0, periodic: list[tuple[float, Callable[[], object]]] = ()):
+        """``periodic``: (every seconds, function) run between jobs, e.g. the SLA tick."""
         self.services = services
         self.idle_s = idle_s
+        self.periodic = [[every, fn, 0.0] for every, fn in periodic]
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="xunjian-worker", daemon=True)
@@ -84,8 +86,19 @@ class Worker:
         self._wake.set()
         self._thread.join(timeout)
 
+    def _due(self) -> None:
+        for task in self.periodic:
+            every, fn, last = task
+            if time.monotonic() - last >= every:
+                task[2] = time.monotonic()
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - a failed tick is retried at the next interval
+                    log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._due()
             try:
                 job = self.services.store.claim_job(list(HANDLERS))
             except Exception:  # noqa: BLE001 - the database may be briefly unavailable

@@ -18,6 +18,7 @@ from app.cli import (
     llm,
     pipeline,
     route,
+    serve,
     sla,
     stats,
     verify,
@@ -45,12 +46,14 @@ app.add_typer(vision.obs_app, name="observations")
 app.add_typer(vision.vision_app, name="vision")
 app.add_typer(sla.app, name="sla")
 app.add_typer(evals.app, name="eval")
+app.add_typer(serve.users_app, name="users")
 app.command("ingest")(vision.ingest)
 app.command("report")(pipeline.report)
 app.command("verify")(verify.verify)
 app.command("stats")(stats.stats)
 app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 @app.callback()
