@@ -8,6 +8,8 @@
 #   (root and apt-get), installs and starts a local PostgreSQL server and
 #   creates a role and a database for the tests; otherwise the PostgreSQL
 #   half of the store tests is skipped with a message (under CI it fails);
+# - Chromium: installs Debian's chromium and a CJK font (apt-get, when root) for the
+#   browser tests, which Playwright drives (no browser download);
 # - runs pytest with a throw-away XUNJIAN_HOME, so your own data is untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,18 @@ if [ -z "${XUNJIAN_TEST_PG_URL:-}" ]; then
     start_postgres
   else
     say "no XUNJIAN_TEST_PG_URL and no root: PostgreSQL tests will be skipped"
+  fi
+fi
+
+# -- Chromium for the browser tests (Playwright drives Debian's chromium) ---------------
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium and a CJK font (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+  else
+    say "no chromium and no root: the browser tests will be skipped"
   fi
 fi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import os
 import shutil
 import subprocess
@@ -104,10 +105,14 @@ def test_demo_runs_and_is_idempotent(run):
     assert "条观测" in first and "案件流水线" in first
     assert "（内容未变）" in second or "已跳过" in second  # the footage is not ingested twice
     cases = json.loads(run("cases", "list", "--json", "--limit", "100").stdout)
-    demo = [c for c in cases if (c.get("external_id") or "").startswith("demo:")]
+    demo = [c for c in cases if (c.get("external_id") or "").startswith("demo:0") or c.get("external_id") == "demo:10"]
     assert len(demo) == 10 and all(c["department_id"] for c in demo)
+    overdue = [c for c in demo if c["status"] == "派遣" and datetime.fromisoformat(c["deadline"]) < datetime.now(timezone.utc)]
+    assert {c["external_id"] for c in overdue} >= {"demo:02", "demo:07"}  # reported days ago: the board has overdue cases
+    [gate] = [c for c in cases if c.get("external_id") == "demo:gate"]
+    assert gate["status"] == "上报" and gate["risk_level"] == "红"  # waits at the review gate
     footage = [c for c in cases if (c.get("external_id") or "").startswith("obs:")]
-    assert len(cases) == len(demo) + len(footage)
+    assert len(cases) == len(demo) + len(footage) + 1
     assert all(c["source"] == "车巡" for c in footage)
 
 

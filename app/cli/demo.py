@@ -19,6 +19,7 @@ Idempotent: a second run finds the same cases and files and changes nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.table import Table
@@ -43,20 +44,29 @@ SAMPLES = [
     ("demo:10", Source.VEHICLE, "01011", "燃气井盖松动，车辆经过有响声", "石马河某路段", 29.6015, 106.5102, "道路", None, None),
 ]
 
+#: Samples reported this many days before the first demo run, so the board has overdue cases.
+AGE_DAYS = {"demo:02": 4, "demo:06": 6, "demo:07": 3}
+
+#: A citizen report that waits at the review gate (high risk: a human approves dispatch).
+GATE_REPORT = ("demo:gate", "市民来电：建新北路人行道地面塌陷出一个坑，约一米宽，旁边有行人经过，很危险", 29.5741, 106.5329,
+               "建新北路中段人行道")
+
 
 def demo() -> None:
     """演示：在示例城市里上报、路由、派遣一批问题，并把一件案卷走完全流程。"""
     st = store()
     out.print(f"[b]巡检 xunjian 演示[/b]  数据库：{st.write_engine.url.render_as_string()}  城市：{st.city.settings.name}")
     created = 0
+    now = datetime.now(UTC)
     for ext, source, code, desc, address, lat, lon, context, name, phone in SAMPLES:
         if st.find_external(ext):
             continue
+        when = now - timedelta(days=AGE_DAYS.get(ext, 0))  # some were reported days ago: overdue by now
         case = st.create_case(NewCase(source=source, code=code, description=desc, address=address, lat=lat, lon=lon,
                                       context=context, reporter_name=name, reporter_phone=phone, external_id=ext),
-                              actor="demo")
-        st.act(case.number, Action.FILE, actor="值班长（演示）", note="符合立案条件")
-        st.act(case.number, Action.DISPATCH, actor="值班长（演示）")
+                              actor="demo", now=when)
+        st.act(case.number, Action.FILE, actor="值班长（演示）", note="符合立案条件", now=when)
+        st.act(case.number, Action.DISPATCH, actor="值班长（演示）", now=when)
         created += 1
     out.print(f"新建并派遣 {created} 件（已存在的跳过）。")
 
@@ -85,8 +95,22 @@ def demo() -> None:
     out.print(t)
     batch_id = footage(st)
     close_the_loop(st, batch_id)
+    waiting_at_the_gate(st)
     out.print("下一步：[b]xunjian cases list[/b]、[b]xunjian cases show 编号[/b]、[b]xunjian route explain 09006 --at 29.5578,106.5751[/b]、"
-              "[b]xunjian observations list --batch demo-2026-11-20[/b]、[b]xunjian stats[/b]、[b]xunjian sla due[/b]、[b]xunjian chat[/b]（/help）")
+              "[b]xunjian observations list --batch demo-2026-11-20[/b]、[b]xunjian stats[/b]、[b]xunjian sla due[/b]、[b]xunjian chat[/b]（/help）；"
+              "网页：[b]xunjian serve[/b]（http://127.0.0.1:8000/）")
+
+
+def waiting_at_the_gate(st) -> None:
+    """One citizen report left at the review gate, for the review queue (xunjian review list, the web app)."""
+    from agents.pipeline import Pipeline
+    from agents.state import Report
+
+    ext, text, lat, lon, address = GATE_REPORT
+    result = Pipeline(st).run(Report(source=Source.CITIZEN, text=text, lat=lat, lon=lon, address=address, external_id=ext))
+    if result.waiting:
+        out.print(f"市民来电 {result.state.case_number} 在审核关口等待人工确认（{'；'.join(result.waiting['reasons'])}）："
+                  f"[b]xunjian review list[/b]")
 
 
 def footage(st) -> str:
@@ -132,7 +156,6 @@ def footage(st) -> str:
 def close_the_loop(st, batch_id: str) -> None:
     """Approve, handle, patrol again, verify: 派遣 → 处置 → 核查 → 结案 on the demo street."""
     import json
-    from datetime import UTC, datetime
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -184,8 +207,6 @@ def close_the_loop(st, batch_id: str) -> None:
                      if o.case_number and st.get(o.case_number).external_id == f"obs:{o.id}"})
     out.print(f"复查批次新发现并立案 {len(opened)} 件：{', '.join(opened) or '—'}。"
               "核查依据与前后对比图见 [b]xunjian cases show 编号[/b]。")
-
-    from datetime import timedelta
 
     from app.cli.stats import render
     from city.stats import StatsQuery, compute
