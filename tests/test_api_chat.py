@@ -128,22 +128,23 @@ def test_a_thread_belongs_to_its_user_and_roles_are_enforced_by_the_tools(server
     assert httpx.post(f"{server.url}/api/chat/threads").status_code == 401
 
 
-def test_without_an_llm_the_command_mode_works_over_the_api(live):
+def test_without_an_llm_plain_chinese_and_commands_work_over_the_api(live):
     number = overdue_case(live.store)
     with live.client(DISPATCHER) as c:
         thread = c.post("/api/chat/threads").json()
         assert thread["mode"] == "commands"
         tid = thread["thread_id"]
-        events = stream(c, f"/api/chat/threads/{tid}/messages", {"text": "/cases overdue 环卫"})
+        events = stream(c, f"/api/chat/threads/{tid}/messages", {"text": "江北环卫所有哪些超期的案件？"})
         [reply] = [d["text"] for e, d in events if e == "reply"]
-        assert number in reply
-        events = stream(c, f"/api/chat/threads/{tid}/messages", {"text": f"/assign {number} JB-ZF"})
+        assert reply.startswith("（未配置大模型，按关键词理解为：/cases JB-HW 超期）") and number in reply
+        events = stream(c, f"/api/chat/threads/{tid}/messages", {"text": f"把 {number} 改派给江北城管执法"})
         assert any(e == "waiting" for e, _ in events)
         stream(c, f"/api/chat/threads/{tid}/answer", {"decision": "confirm"})
-        free = c.post(f"/api/chat/threads/{tid}/messages", json={"text": "有哪些超期案件"}).json()
+        free = c.post(f"/api/chat/threads/{tid}/messages", json={"text": "帮我写首诗"}).json()
         assert "未配置大模型" in free["replies"][0]
-    assert live.store.get(number).department_id == "JB-ZF"
-    assert live.store.get(number).history[-1].actor == DISPATCHER
+        assert c.post(f"/api/chat/threads/{tid}/messages", json={"text": "/show " + number}).json()["replies"]
+    case = live.store.get(number)
+    assert case.department_id == "JB-ZF" and case.history[-1].actor == DISPATCHER
 
 
 def test_an_llm_failure_is_said_in_the_reply_and_the_thread_goes_on(server, fake_llm):

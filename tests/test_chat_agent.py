@@ -140,12 +140,33 @@ def test_without_an_llm_the_chat_is_the_command_mode_and_says_so(store):
     number = create(store, dispatch=True)
     c = chat(store)
     thread = c.new_thread()
-    turn = c.send(thread, "江北区有哪些超期的案件")
+    turn = c.send(thread, "你好，帮我写首诗")
     assert "未配置大模型" in turn.replies[0] and "/cases" in turn.replies[0]
     turn = c.send(thread, f"/assign {number} JB-ZF")
     assert turn.waiting is not None
     c.answer(thread, "confirm")
     assert store.get(number).department_id == "JB-ZF"
+
+
+def test_without_an_llm_plain_chinese_finds_overdue_cases_and_reassigns_after_confirming(store):
+    """The issue's done-when on the embedded default (no LLM): Chinese in, the command it
+    was read as shown, the change confirmed, the audit row under the user's name."""
+    late = create(store, dispatch=True, when=T0 - timedelta(days=5))
+    on_time = create(store, dispatch=True)
+    c = chat(store)
+    thread = c.new_thread()
+    found = c.send(thread, "江北环卫所有哪些超期的案件？").replies[0]
+    assert found.startswith("（未配置大模型，按关键词理解为：/cases JB-HW 超期）")
+    assert late in found and on_time not in found
+    planned = c.send(thread, f"把 {late} 改派给江北城管执法，原因：占道堆物归执法")
+    assert planned.waiting and "JB-ZF" in json.dumps(planned.waiting, ensure_ascii=False)
+    assert store.get(late).department_id == "JB-HW"
+    c.answer(thread, "confirm")
+    case = store.get(late)
+    assert case.department_id == "JB-ZF"
+    assert case.history[-1].actor == "王调度" and "占道堆物归执法" in (case.history[-2].note + case.history[-1].note)
+    shown = c.send(thread, f"{late} 现在什么情况").replies[0]
+    assert "按关键词理解为：/show" in shown and "江北区城市管理综合行政执法支队" in shown
 
 
 def test_a_thread_resumes_in_a_new_chat_object_and_belongs_to_its_user(store, fake_llm):

@@ -35,6 +35,7 @@ import prompts
 from agents import safety
 from agents.chat import tools as t
 from agents.chat.commands import HELP, NO_LLM, run_command
+from agents.chat.intents import understand
 from agents.chat.state import ChatState
 from city.users import PermissionDenied, User
 from city.errors import XunjianError
@@ -97,13 +98,17 @@ def command(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     """The slash commands (and the whole chat when no LLM is configured)."""
     ctx = runtime.context
     line = _last_user(state)
+    said = ""
     if not line.lstrip().startswith("/") and not ctx.llm.enabled:
-        return {"messages": [_say(f"{NO_LLM}\n{HELP}")]}
+        understood = understand(ctx.store.city, line)
+        if understood is None:
+            return {"messages": [_say(f"{NO_LLM}\n{HELP}")]}
+        line, said = understood, f"（未配置大模型，按关键词理解为：{understood}）\n"
     try:
         res = run_command(line, ctx.user, ctx.store, ctx.pipeline, now=ctx.clock)
     except XunjianError as e:
-        return {"messages": [_say(f"无法执行：{e}")]}
-    return {"messages": [_say(res.text)], "pending": res.pending.model_dump(mode="json") if res.pending else None}
+        return {"messages": [_say(f"{said}无法执行：{e}")]}
+    return {"messages": [_say(said + res.text)], "pending": res.pending.model_dump(mode="json") if res.pending else None}
 
 
 def _system(ctx: ChatContext, json_mode: bool) -> str:
