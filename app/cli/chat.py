@@ -73,7 +73,7 @@ def chat(
 ):
     """与调度助手对话：查案件、问原因、看统计，改派/延期/作废等改动经你确认后执行并记入审计日志。
 
-    未配置大模型时为命令模式（/help 查看命令）。会话保存在数据库中，用 --thread 继续。"""
+    未配置大模型时为命令模式：常见的查询和改派等可直接用中文说（按关键词理解，并显示理解成的命令），其余用 /help 里的命令。会话保存在数据库中，用 --thread 继续。"""
     from agents.chat.session import Chat
     from agents.context import llm_endpoint
     from agents.llm import LLMClient, SqlCallLog
@@ -93,7 +93,7 @@ def chat(
             if turn.waiting:
                 out.print(f"[dim]确认：xunjian chat --thread {thread} --confirm；取消：--cancel[/]")
             return
-        mode = f"大模型 {config.backend}{'/' + config.model if config.model else ''}" if config.enabled else "命令模式（未配置大模型）"
+        mode = f"大模型 {config.backend}{'/' + config.model if config.model else ''}" if config.enabled else "命令模式（未配置大模型：常见问题可直接用中文问，其余用 /命令）"
         out.print(f"[b]调度助手[/b]  {escape(user.label)}  会话 [b]{thread}[/b]  {mode}。输入 /help 查看命令，Ctrl-D 退出。")
         if c.waiting(thread):
             _decide(c, thread, c.turn_since(thread, len(c.state(thread).messages)))
