@@ -157,5 +157,10 @@ class CaseQuery(BaseModel):
     street_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    limit: int = Field(default=50, ge=1, le=1000)
+    text: str | None = Field(default=None, max_length=100, description="text in the number, description or address")
+    overdue: bool | None = Field(default=None, description="True: held by a department (派遣/处置中) past its "
+                                 "deadline as of ``as_of``; False: not so")
+    as_of: datetime | None = Field(default=None, description="'now' for ``overdue`` (default: the current time)")
+    located: bool = Field(default=False, description="only cases with a position")
+    limit: int = Field(default=50, ge=1, le=5000)
     offset: int = Field(default=0, ge=0)

@@ -5,7 +5,7 @@ scripted fake OpenAI-compatible endpoint."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -31,7 +31,7 @@ def server(tmp_path, city, fake_llm, monkeypatch):
 
 def overdue_case(store, code="06010", days=10) -> str:
     """A case dispatched ``days`` ago to the department the rules pick (环卫所 for 06010): overdue now."""
-    when = datetime.now(timezone.utc) - timedelta(days=days)
+    when = datetime.now(UTC) - timedelta(days=days)
     c = store.create_case(NewCase(source="车巡", code=code, description="人行道旁堆放生活垃圾", lat=JIANGBEI[0],
                                   lon=JIANGBEI[1]), now=when)
     store.act(c.number, Action.FILE, actor="op", now=when)

@@ -1,8 +1,10 @@
 """What a batch is: a folder (or an uploaded archive) of footage plus an
-optional ``manifest.yaml`` describing the platform, camera and mounting.
+optional ``manifest.yaml`` (or ``manifest.json``) describing the platform,
+camera and mounting.
 
 Without a manifest the folder is discovered: each video is paired with the
-telemetry file of the same stem (``.gpx``, ``.nmea``, ``.csv``, ``.srt``), a
+telemetry file of the same stem (``.gpx``, ``.nmea``, ``.csv``, ``.srt``,
+``.log``, or an NMEA ``.txt``), a
 GoPro MP4 without one reads its own GPMF telemetry, and JPEGs are drone
 stills with EXIF GPS. Defaults per source (vehicle / drone) fill in what the
 manifest leaves out. Example::
@@ -20,6 +22,7 @@ manifest leaves out. Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tarfile
 import zipfile
@@ -35,9 +38,11 @@ from vision.sampling import SamplingConfig
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv"}
 TRACK_SUFFIXES = {".gpx", ".nmea", ".csv", ".srt", ".log"}
+PAIRED_TRACK_SUFFIXES = {".txt"}
+"""Telemetry only beside a video of the same stem (NMEA logged as ``.txt``); any other ``.txt`` is ignored."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-MANIFEST_NAMES = ("manifest.yaml", "manifest.yml")
+MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
 
 SourceName = Literal["vehicle", "drone"]
 SOURCES: dict[str, Source] = {"vehicle": Source.VEHICLE, "drone": Source.DRONE}
@@ -114,10 +119,12 @@ def load_manifest(folder: Path, source: SourceName | None = None) -> tuple[Manif
     notes: list[str] = []
     path = next((folder / n for n in MANIFEST_NAMES if (folder / n).is_file()), None)
     if path is not None:
+        is_json = path.suffix == ".json"
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (UnicodeDecodeError, yaml.YAMLError) as e:
-            raise InvalidInput(f"{path}：不是有效的 UTF-8 YAML：{e}") from None
+            text = path.read_text(encoding="utf-8-sig")
+            raw = (json.loads(text) if is_json else yaml.safe_load(text)) or {}
+        except (UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+            raise InvalidInput(f"{path}：不是有效的 UTF-8 {'JSON' if is_json else 'YAML'}：{e}") from None
         if not isinstance(raw, dict):
             raise InvalidInput(f"{path}：应为一个映射（batch/source/files…）")
         try:
@@ -151,9 +158,12 @@ def discover(folder: Path) -> tuple[list[FileSpec], list[str]]:
     """Pair every video with the telemetry file of the same stem; list images."""
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     tracks: dict[tuple[Path, str], Path] = {}
+    videos = {(p.parent, p.stem.lower()) for p in paths if p.suffix.lower() in VIDEO_SUFFIXES}
     for p in paths:
-        if p.suffix.lower() in TRACK_SUFFIXES:
+        suffix = p.suffix.lower()
+        if suffix in TRACK_SUFFIXES or (suffix in PAIRED_TRACK_SUFFIXES and (p.parent, p.stem.lower()) in videos):
             tracks.setdefault((p.parent, p.stem.lower()), p)
+    paired = set(tracks.values())
     specs: list[FileSpec] = []
     used: set[Path] = set()
     ignored: list[str] = []
@@ -167,7 +177,7 @@ def discover(folder: Path) -> tuple[list[FileSpec], list[str]]:
             specs.append(FileSpec(video=rel, track=track.relative_to(folder).as_posix() if track else None))
         elif suffix in IMAGE_SUFFIXES:
             specs.append(FileSpec(image=rel))
-        elif suffix in TRACK_SUFFIXES or p.name in MANIFEST_NAMES:
+        elif suffix in TRACK_SUFFIXES or p in paired or p.name in MANIFEST_NAMES:
             continue
         else:
             ignored.append(rel)
@@ -185,6 +195,73 @@ def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
 
 def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+# -- what an upload may contain ----------------------------------------------------------
+
+UploadKind = Literal["video", "image", "track", "manifest", "archive"]
+ACCEPTED: dict[str, list[str]] = {
+    "video": sorted(VIDEO_SUFFIXES),
+    "image": sorted(IMAGE_SUFFIXES),
+    "track": sorted(TRACK_SUFFIXES | PAIRED_TRACK_SUFFIXES),
+    "manifest": list(MANIFEST_NAMES),
+    "archive": list(ARCHIVE_SUFFIXES),
+}
+"""The files a batch upload accepts, by kind (suffixes; the manifest by its exact name)."""
+ACCEPTED_ZH = (f"视频 {' '.join(ACCEPTED['video'])}；图片 {' '.join(ACCEPTED['image'])}；"
+               f"轨迹 {' '.join(ACCEPTED['track'])}；清单 {' / '.join(ACCEPTED['manifest'])}；"
+               f"或单独一个压缩包 {' '.join(ACCEPTED['archive'])}")
+SNIFF_BYTES = 512
+"""How much of a file's beginning :func:`looks_like` needs."""
+
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"uuid"}
+
+
+def upload_kind(name: str) -> UploadKind | None:
+    """What a file of this name is in a batch, by its name alone; None when a batch has no use for it."""
+    low = name.lower()
+    if low in MANIFEST_NAMES:
+        return "manifest"
+    if low.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    suffix = PurePosixPath(low).suffix
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in TRACK_SUFFIXES | PAIRED_TRACK_SUFFIXES:
+        return "track"
+    return None
+
+
+def looks_like(kind: UploadKind, name: str, head: bytes) -> str | None:
+    """A cheap check of a file's first :data:`SNIFF_BYTES` against what its name
+    says it is; None when it fits, else what is wrong (Chinese)."""
+    if not head:
+        return "文件是空的"
+    low = name.lower()
+    if kind == "video":
+        if low.endswith((".mp4", ".mov")):  # ISO BMFF boxes; or an MPEG-TS stream some dashcams name .mp4
+            ok = head[4:8] in _MP4_BOXES or (head[0] == 0x47 and (len(head) <= 188 or head[188] == 0x47))
+        elif low.endswith(".avi"):
+            ok = head[:4] == b"RIFF" and head[8:12] == b"AVI "
+        else:  # .mkv
+            ok = head[:4] == b"\x1a\x45\xdf\xa3"
+        return None if ok else f"内容不是 {PurePosixPath(low).suffix} 视频"
+    if kind == "image":
+        return None if head[:3] == b"\xff\xd8\xff" else "内容不是 JPEG 图片"
+    if kind == "archive":
+        if low.endswith(".zip"):
+            ok = head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+        elif low.endswith((".tar.gz", ".tgz")):
+            ok = head[:2] == b"\x1f\x8b"
+        else:
+            ok = head[257:262] == b"ustar"
+        return None if ok else "内容不是所标的压缩包格式"
+    # telemetry and manifests are text (UTF-16 only with its BOM)
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "内容不是文本（轨迹和清单应为文本文件）"
+    return None
 
 
 def unpack(archive: Path, into: Path, *, max_bytes: int = 50 << 30) -> Path:

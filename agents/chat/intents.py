@@ -108,10 +108,9 @@ def _about_case(city: CityData, text: str, numbers: list[str]) -> str | None:
         tail = re.split(r"改派给|转派给|派给|转给|交给|移交给|改派|转派|移交", left, maxsplit=1)[-1]
         reason = _reason(left) or tail.strip(" 　，。,.")
         return f"/assign {number} {dept}" + (f" {reason}" if reason else "")
-    if m := re.search(r"(紧急|较急|一般)", rest):
-        if re.search(r"升级|提高|调整|改为|改成|降低|降为", rest):
-            reason = _reason(rest) or "调度员调整"
-            return f"/urgent {number} {Urgency(m.group(1)).value} {reason}"
+    if (m := re.search(r"(紧急|较急|一般)", rest)) and re.search(r"升级|提高|调整|改为|改成|降低|降为", rest):
+        reason = _reason(rest) or "调度员调整"
+        return f"/urgent {number} {Urgency(m.group(1)).value} {reason}"
     if re.search(r"作废|不予立案|撤销", rest):
         reason = _reason(rest)
         return f"/void {number} {reason}" if reason else None

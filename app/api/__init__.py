@@ -23,7 +23,7 @@ def create_app(services: Services | None = None, *, worker: bool = True, sla_eve
     """The app over ``services`` (default: the configured store and LLM).
     ``worker``: run the background worker thread in this process; ``sla_every_s``:
     also run the overdue warnings and escalation (``xunjian sla tick``) that often."""
-    from app.api import auth, batches, cases, chat, open311
+    from app.api import auth, batches, cases, chat, dashboard, open311
     from app.api.worker import Worker
     from app.web import routes as web
 
@@ -57,6 +57,7 @@ def create_app(services: Services | None = None, *, worker: bool = True, sla_eve
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(cases.router)
+    app.include_router(dashboard.router)
     app.include_router(batches.router)
     app.include_router(chat.router)
     app.include_router(open311.router)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import SESSION_COOKIE, Admin, CurrentUser, StoreDep, bearer
+from app.api.ratelimit import limit
 from city.store.accounts import SESSION_TTL
 from city.users import Role, User
 
@@ -41,13 +42,13 @@ class Key(BaseModel):
     api_key: str
 
 
-@router.post("/auth/login", response_model=Session)
+@router.post("/auth/login", response_model=Session, dependencies=[Depends(limit("login"))])
 def login(body: Login, response: Response, store: StoreDep, request: Request) -> Session:
     """用户名和密码登录：返回 token（也写入 HttpOnly 会话 cookie，供网页使用）。"""
     user, token = store.login(body.name, body.password)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
                         samesite="strict", secure=request.url.scheme == "https", path="/")
-    return Session(token=token, user=user, expires_at=datetime.now(timezone.utc) + SESSION_TTL)
+    return Session(token=token, user=user, expires_at=datetime.now(UTC) + SESSION_TTL)
 
 
 @router.post("/auth/logout", status_code=204)

@@ -10,7 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from city.errors import DataError, IllegalTransition, InvalidInput, NotFound, XunjianError
+from city.errors import (
+    DataError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    XunjianError,
+)
 from city.users import PermissionDenied
 
 STATUS = [
@@ -21,6 +27,44 @@ STATUS = [
     (DataError, 500, "data_error"),
     (XunjianError, 400, "error"),
 ]
+
+
+#: pydantic error types → a Chinese sentence (``ctx`` fills the braces); others keep pydantic's text.
+_ZH = {
+    "missing": "必填",
+    "less_than_equal": "应不大于 {le}",
+    "less_than": "应小于 {lt}",
+    "greater_than_equal": "应不小于 {ge}",
+    "greater_than": "应大于 {gt}",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "最多 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不对（应匹配 {pattern}）",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "float_parsing": "应为数字",
+    "bool_parsing": "应为 true 或 false",
+    "enum": "应为以下之一：{expected}",
+    "literal_error": "应为以下之一：{expected}",
+    "datetime_parsing": "时间格式无效，应为 ISO 8601（如 2026-11-24T09:30+08:00）",
+    "datetime_from_date_parsing": "时间格式无效，应为 ISO 8601（如 2026-11-24 或 2026-11-24T09:30）",
+    "date_parsing": "日期格式无效，应为 2026-11-24 这样的格式",
+    "dict_type": "应为 JSON 对象",
+    "list_type": "应为列表",
+    "string_type": "应为字符串",
+    "model_attributes_type": "应为 JSON 对象",
+    "extra_forbidden": "不认识这个字段",
+}
+
+
+def _message(error: dict) -> str:
+    template = _ZH.get(error.get("type", ""))
+    if template is None:
+        msg = error.get("msg", "无效")
+        return msg.removeprefix("Value error, ")
+    try:
+        return template.format(**{k: v for k, v in (error.get("ctx") or {}).items()})
+    except (KeyError, IndexError):
+        return error.get("msg", "无效")
 
 
 def _field(loc: tuple) -> str:
@@ -38,7 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid"}
-        msg = "请求体不是合法的 JSON" if first.get("type") == "json_invalid" else f"{_field(first['loc'])}：{first['msg']}"
+        msg = "请求体不是合法的 JSON" if first.get("type") == "json_invalid" else f"{_field(first['loc'])}：{_message(first)}"
         return JSONResponse({"detail": msg, "error": "invalid_input",
-                             "fields": [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]},
+                             "fields": [{"field": _field(e["loc"]), "message": _message(e)} for e in errors]},
                             status_code=422)

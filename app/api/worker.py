@@ -54,7 +54,7 @@ def run_job(job: Job, services) -> Job:
     except XunjianError as e:
         log.warning("job %s failed: %s", job.id, e)
         return store.finish_job(job.id, error=str(e))
-    except Exception as e:  # noqa: BLE001 - a job must end, whatever went wrong
+    except Exception as e:
         log.exception("job %s crashed", job.id)
         return store.finish_job(job.id, error=f"{type(e).__name__}: {e}")
     return store.finish_job(job.id, result=result)
@@ -93,7 +93,7 @@ class Worker:
                 task[2] = time.monotonic()
                 try:
                     fn()
-                except Exception:  # noqa: BLE001 - a failed tick is retried at the next interval
+                except Exception:
                     log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
 
     def _loop(self) -> None:
@@ -101,7 +101,7 @@ class Worker:
             self._due()
             try:
                 job = self.services.store.claim_job(list(HANDLERS))
-            except Exception:  # noqa: BLE001 - the database may be briefly unavailable
+            except Exception:
                 log.exception("cannot claim a job")
                 job = None
             if job is None:

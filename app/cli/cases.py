@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import NamedTuple
 
 import typer
 from rich.markup import escape
@@ -15,12 +12,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 from app.cli.common import actor, city, fmt_span, fmt_time, out, parse_time, print_json, store
-from city import settings
 from city.cases import Case, CaseQuery, Evidence, NewCase
 from city.catalogue import Source, Urgency, WorkDuration
 from city.errors import InvalidInput, XunjianError
 from city.geo import parse_latlon
-from city.lifecycle import Action, Status, allowed_actions, parse_action
+from city.lifecycle import Status, allowed_actions, parse_action
+from city.photos import check_photos as _check_photos
+from city.photos import copy_photos as _copy_photos
+from city.photos import photo_note
+from city.photos import remove_files as _remove
 
 app = typer.Typer(help="案卷：立案、派遣、处置、核查、结案、评价，以及审计记录。", no_args_is_help=True)
 
@@ -170,7 +170,7 @@ def act(
     st = store()
     if photos:
         st.get(number)  # an unknown case fails here, before any file is copied
-    label = "处置后照片" if act_ is Action.COMPLETE else f"{act_.value}照片"
+    label = photo_note(act_)
     evidence, copied = _copy_photos(number, photos, label)
     try:
         case = st.act(number, act_, actor=actor(who), note=note, department_id=dept, urgency=urgency, extend=ext,
@@ -188,78 +188,6 @@ def act(
         out.print(Panel(escape(reply.text), title="办结回复市民（草稿）", expand=False))
         for v in reply.violations:
             out.print(f"[yellow]回复检查[/]：{v}")
-
-
-#: Pillow image formats accepted as photos, and the file extension of their copies.
-PHOTO_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
-
-
-class _Photo(NamedTuple):
-    path: Path
-    sha256: str
-    suffix: str
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_photo(ref: str) -> _Photo:
-    """A local image file Pillow can read, in one of :data:`PHOTO_FORMATS`."""
-    from PIL import Image
-
-    path = Path(ref).expanduser()
-    if not path.is_file():
-        raise InvalidInput(f"照片文件「{ref}」不存在")
-    try:
-        with Image.open(path) as im:
-            fmt = im.format
-            im.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InvalidInput(f"「{ref}」不是可读取的图片文件（支持 JPEG、PNG、WebP、BMP、GIF、TIFF），请检查文件") from None
-    if fmt not in PHOTO_FORMATS:
-        raise InvalidInput(f"「{ref}」是 {fmt} 格式，不支持作为照片（支持 JPEG、PNG、WebP、BMP、GIF、TIFF）")
-    return _Photo(path, _sha256(path), PHOTO_FORMATS[fmt])
-
-
-def _check_photos(refs: list[str]) -> list[_Photo]:
-    """Every photo checked, each content once."""
-    photos: dict[str, _Photo] = {}
-    for ref in refs:
-        p = _check_photo(ref)
-        photos.setdefault(p.sha256, p)
-    return list(photos.values())
-
-
-def _copy_photos(number: str, photos: list[_Photo], note: str) -> tuple[list[Evidence], list[Path]]:
-    """Copy photos to ``$XUNJIAN_HOME/evidence/<number>/<sha256><ext>``: their evidence
-    records, and the files this call created (a copy already there is reused)."""
-    folder = settings.home() / "evidence" / number
-    evidence, created = [], []
-    for p in photos:
-        dest = folder / f"{p.sha256}{p.suffix}"
-        if not dest.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            part = dest.with_name(dest.name + ".part")
-            shutil.copyfile(p.path, part)
-            os.replace(part, dest)
-            created.append(dest)
-        evidence.append(Evidence(kind="image", uri=str(dest), note=note, sha256=p.sha256))
-    return evidence, created
-
-
-def _remove(files: list[Path]) -> None:
-    for f in files:
-        f.unlink(missing_ok=True)
-    for d in {f.parent for f in files}:
-        try:
-            d.rmdir()  # only if now empty
-        except OSError:
-            pass
 
 
 def closure_reply(case: Case):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -216,6 +216,16 @@ class Store(ObservationStore, VerificationStore, AccountStore, JobStore):
             stmt = stmt.where(CaseRow.created_at >= _now(q.since))
         if q.until:
             stmt = stmt.where(CaseRow.created_at < _now(q.until))
+        if q.text and q.text.strip():
+            t = q.text.strip()
+            stmt = stmt.where(or_(*(col.icontains(t, autoescape=True)
+                                    for col in (CaseRow.number, CaseRow.description, CaseRow.address))))
+        if q.overdue is not None:
+            late = and_(CaseRow.status.in_([st.value for st in WITH_DEPARTMENT]), CaseRow.deadline.is_not(None),
+                        CaseRow.deadline < _now(q.as_of))
+            stmt = stmt.where(late if q.overdue else not_(late))
+        if q.located:
+            stmt = stmt.where(CaseRow.lat.is_not(None), CaseRow.lon.is_not(None))
         return stmt
 
     def list(self, q: CaseQuery | None = None) -> list[Case]:
@@ -387,6 +397,23 @@ class Store(ObservationStore, VerificationStore, AccountStore, JobStore):
             row.updated_at = now
         return self.get(number)
 
+    def annotate(self, number: str, action: str, *, actor: str, note: str = "", data: dict | None = None,
+                 now: datetime | None = None) -> Case:
+        """An audit row that changes no status (e.g. 修改回复稿, the edited reply to the
+        citizen in ``data``); the case's ``updated_at`` moves. Lifecycle actions go
+        through :meth:`act`."""
+        now = _now(now)
+        if not actor or not actor.strip():
+            raise InvalidInput("every action needs an actor (who did it)")
+        if not action or action in {a.value for a in Action} or action in (URGENCY_CHANGED, "上报", "发现", "补充证据"):
+            raise InvalidInput(f"{action!r} is not a note-only audit action")
+        with self.writing() as s:
+            row = self._row(s, number, lock=True)
+            s.add(AuditRow(case_id=row.id, at=now, actor=actor, action=action, from_status=row.status,
+                           to_status=row.status, note=note, data=data or {}))
+            row.updated_at = now
+        return self.get(number)
+
     # -- dedupe and SLA queries ------------------------------------------------------
 
     def nearby_open(
@@ -445,4 +472,24 @@ class Store(ObservationStore, VerificationStore, AccountStore, JobStore):
             state = cal.status(r.deadline, now, limit=limit)
             if state == "已超期" or (soon and state == "即将超期"):
                 out.append((self._to_case(r), state, cal.remaining(r.deadline, now)))
+        return out
+
+    def due_counts(self, now: datetime | None = None, department_id: str | None = None) -> dict[str, dict[str, int]]:
+        """``{department_id: {"已超期": n, "即将超期": m}}``: what :meth:`due` finds,
+        counted from the few columns it needs (no cases loaded: for dashboards)."""
+        now = _now(now)
+        stmt = select(CaseRow.department_id, CaseRow.code, CaseRow.kind, CaseRow.urgency, CaseRow.deadline).where(
+            CaseRow.status.in_([st.value for st in WITH_DEPARTMENT]), CaseRow.deadline.is_not(None),
+            CaseRow.deadline <= now + timedelta(days=14))
+        if department_id:
+            stmt = stmt.where(CaseRow.department_id == department_id)
+        with self.reading() as s:
+            rows = s.execute(stmt).all()
+        out: dict[str, dict[str, int]] = {}
+        for dept, code, kind, urgency, deadline in rows:
+            limit = self.city.catalogue.get(code, Kind(kind)).time_limits[Urgency(urgency)]
+            state = self.city.calendar(dept).status(deadline, now, limit=limit)
+            if state in ("已超期", "即将超期"):
+                counts = out.setdefault(dept, {"已超期": 0, "即将超期": 0})
+                counts[state] += 1
         return out

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -57,7 +57,7 @@ class AccountStore:
         if len(password) < 8:
             raise InvalidInput("密码至少 8 个字符")
         user.check(self.city)
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         try:
             with self.writing() as s:
                 s.add(UserRow(name=user.name, role=user.role.value, department_id=user.department_id,
@@ -87,7 +87,7 @@ class AccountStore:
 
     def disable_user(self, name: str) -> None:
         """Disable a user and revoke every token of theirs."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.writing() as s:
             if not s.execute(update(UserRow).where(UserRow.name == name).values(disabled=True)).rowcount:
                 raise NotFound(f"用户「{name}」不存在")
@@ -101,7 +101,7 @@ class AccountStore:
         stored = row.password_hash if row is not None else hash_password("x" * 8)  # same work either way
         if not check_password(password, stored) or row is None or row.disabled:
             raise PermissionDenied("用户名或密码错误")
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return _user(row), self._issue(kind="session", user_name=row.name, label="登录", expires_at=now + ttl, now=now)
 
     def _issue(self, *, kind: str, user_name: str | None, label: str, expires_at: datetime | None, now: datetime) -> str:
@@ -116,12 +116,12 @@ class AccountStore:
         if not client.strip():
             raise InvalidInput("API key 需要一个客户端名称")
         return self._issue(kind="api_key", user_name=None, label=client.strip()[:128], expires_at=None,
-                           now=now or datetime.now(timezone.utc))
+                           now=now or datetime.now(UTC))
 
     def token(self, token: str, *, now: datetime | None = None) -> tuple[str, User | None, str] | None:
         """(kind, user or None, label) of a valid token; None for an unknown, expired or
         revoked one, or one whose user was disabled."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         with self.reading() as s:
             row = s.execute(select(TokenRow).where(TokenRow.sha256 == _digest(token))).scalar_one_or_none()
             if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
@@ -136,4 +136,4 @@ class AccountStore:
     def revoke(self, token: str) -> bool:
         with self.writing() as s:
             return bool(s.execute(update(TokenRow).where(TokenRow.sha256 == _digest(token), TokenRow.revoked_at.is_(None))
-                                  .values(revoked_at=datetime.now(timezone.utc))).rowcount)
+                                  .values(revoked_at=datetime.now(UTC))).rowcount)

@@ -11,7 +11,7 @@ idempotent (ingest by content hash, the pipeline by external id).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -50,7 +50,7 @@ def _job(row: JobRow) -> Job:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class JobStore:
