@@ -101,7 +101,7 @@ def parse_action(text: str) -> Action:
         return Action(text)
     except ValueError:
         choices = "、".join(a.value for a in Action)
-        raise InvalidInput(f"unknown action {text!r}; expected one of: {choices} (or {', '.join(ALIASES)})") from None
+        raise InvalidInput(f"未知操作「{text}」；可用：{choices}（或英文别名 {', '.join(ALIASES)}）") from None
 
 
 def allowed_actions(status: Status) -> list[Action]:

@@ -257,7 +257,7 @@ def test_refused_actions_write_nothing(live, tmp_path):
     refused(DEPARTMENT, mine.number, 403, "不能指定单位、紧急程度", json={"action": "签收", "urgency": "紧急"})
     refused(DEPARTMENT, mine.number, 422, "「退回」须写明原因/说明（note）", json={"action": "退回"})
     assert refused(DISPATCHER, fresh.number, 409, "当前状态「上报」不能执行「签收」", json={"action": "签收"})["error"] == "illegal_transition"
-    refused(DISPATCHER, fresh.number, 422, "unknown action", json={"action": "飞走"})
+    refused(DISPATCHER, fresh.number, 422, "未知操作「飞走」", json={"action": "飞走"})
     refused(DISPATCHER, mine.number, 422, "延期须给出延长的时间", json={"action": "延期", "note": "雨天"})
     refused(DISPATCHER, mine.number, 422, "无法识别", json={"action": "延期", "note": "雨天", "extend": "两天"})
     refused(DISPATCHER, mine.number, 422, "department_id 只用于「派遣」", json={"action": "挂账", "note": "x", "department_id": "JB-HW"})
@@ -319,7 +319,10 @@ def test_the_review_queue_approve_edit_and_reject(live):
     with live.client(DISPATCHER) as c:
         d = c.get(f"/api/cases/{held[0]}").json()
         assert d["waiting"]["reasons"] == first["reasons"] and d["waiting"]["department_name"]
-        assert "立案" in d["allowed_actions"]
+        assert d["allowed_actions"] == []  # decided in the review queue, not by lifecycle actions
+        assert d["areas"]["district"] and d["areas"]["street"]
+        bypass = c.post(f"/api/cases/{held[0]}/actions", json={"action": "立案"})
+        assert bypass.status_code == 409 and "审核关口" in bypass.json()["detail"]
         assert c.post(f"/api/review/{held[2]}", json={"decision": "reject"}).json()["detail"] == "驳回须写明原因（note）"
         assert c.post(f"/api/review/{held[0]}", json={"decision": "approve", "urgency": "紧急"}).status_code == 422
         assert c.post(f"/api/review/{held[1]}", json={"decision": "edit"}).status_code == 422

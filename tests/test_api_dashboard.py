@@ -96,7 +96,7 @@ def test_map_cases_are_geojson_points_with_the_list_filters(live):
         assert f["geometry"] == {"type": "Point", "coordinates": [GUANYINQIAO[1], GUANYINQIAO[0]]}
         assert f["properties"] == {"number": late.number, "status": "派遣", "risk_level": late.risk_level.value,
                                    "title": "暴露垃圾", "code": "06010", "overdue": True,
-                                   "department_name": "江北区环境卫生管理所"}
+                                   "department_name": "江北区环境卫生管理所", "address": late.address}
         only = c.get("/api/map/cases", params={"overdue": "true"}).json()
         assert [x["properties"]["number"] for x in only["features"]] == [late.number]
         assert c.get("/api/map/cases", params={"district_id": "500103"}).json()["features"][0]["properties"]["number"] == yz.number

@@ -73,7 +73,7 @@ def test_errors_are_one_clear_line(run):
     number = json.loads(run("cases", "create", "--code", "06010", "--desc", "垃圾", "--json").stdout)["number"]
     p = run("cases", "act", number, "结案", ok=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert "unknown action" in p.stderr
+    assert "未知操作" in p.stderr
     p = run("cases", "act", number, "派遣", ok=False)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "当前状态「上报」不能执行「派遣」" in p.stderr and "立案" in p.stderr

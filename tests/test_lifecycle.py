@@ -154,7 +154,7 @@ def test_parse_action_rejects_junk(junk):
     with pytest.raises(InvalidInput) as err:
         parse_action(junk)
     msg = str(err.value)
-    assert "unknown action" in msg and "派遣" in msg and "dispatch" in msg
+    assert "未知操作" in msg and "派遣" in msg and "dispatch" in msg
 
 
 # -- through the store --------------------------------------------------------------------

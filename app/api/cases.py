@@ -179,7 +179,18 @@ class CaseDetail(BaseModel):
     record: dict | None = Field(description="流水线起草的案卷")
     reply: Reply | None = Field(description="回复市民的草稿（有修改时为最近一次修改）")
     waiting: dict | None = Field(description="在审核关口等待时：原因、拟派单位")
-    allowed_actions: list[str] = Field(description="该用户当前可执行的流程操作")
+    allowed_actions: list[str] = Field(description="该用户当前可执行的流程操作（在审核关口等待时为空：请用审核队列）")
+    areas: dict[str, str | None] = Field(description="区划名称：district、street、grid")
+
+
+def area_names(city: CityData, case: Case) -> dict[str, str | None]:
+    j = city.jurisdiction
+    names = {}
+    for level, areas, area_id in (("district", j.districts, case.district_id), ("street", j.streets, case.street_id),
+                                  ("grid", j.grids, case.grid_id)):
+        area = areas.get(area_id) if area_id else None
+        names[level] = area.name if area else None
+    return names
 
 
 def department_name(city: CityData, dept_id: str | None) -> str | None:
@@ -307,7 +318,7 @@ def case_detail(svc, user: User, case: Case) -> CaseDetail:
         routing=Routing(rule=case.route_rule, principle=case.route_principle, note=case.route_note,
                         department_id=case.department_id, department_name=department_name(city, case.department_id)),
         triage=run.state.triage if run else None, record=run.state.record if run else None, reply=_reply(case, run),
-        waiting=waiting, allowed_actions=user_actions(user, case),
+        waiting=waiting, allowed_actions=[] if waiting else user_actions(user, case), areas=area_names(city, case),
     )
 
 
@@ -462,6 +473,9 @@ def act(number: str, user: Writer, body: Annotated[ActionBody, Depends(action_bo
     store, f = svc.store, body.fields
     action = parse_action(f.action)
     case = visible_case(store, user, number)
+    if case.status is Status.REPORTED and (run := _run(svc, case)) is not None and run.waiting:
+        raise IllegalTransition(f"案件 {case.number} 在审核关口等待人工审核：请在审核队列中通过、修改或驳回"
+                                f"（POST /api/review/{case.number}）")
     _check_action(store, user, case, action, f)
     try:
         extend = WorkDuration.model_validate(f.extend) if f.extend else None

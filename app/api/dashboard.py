@@ -172,7 +172,8 @@ def map_cases(store: StoreDep, query: CaseFilters,
     features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
                  "properties": {"number": c.number, "status": c.status.value, "risk_level": c.risk_level.value,
                                 "title": c.title, "code": c.code, "overdue": is_overdue(c, query.as_of),
-                                "department_name": department_name(store.city, c.department_id)}}
+                                "department_name": department_name(store.city, c.department_id),
+                                "address": mask_text(c.address or "")}}
                 for c in store.list(q)]
     return {"type": "FeatureCollection", "features": features, "total": store.count(q), "limit": limit}
 

@@ -28,9 +28,10 @@ const HINT = {
 };
 
 let current = null;
-const areaNames = new Map(); // area id → name (from /api/map/areas, cached by the browser)
 
 const el = (id) => document.getElementById(id);
+const deptNames = new Map(); // department id → name (from /api/departments)
+const deptName = (id) => deptNames.get(id) || id;
 
 // -- rendering ---------------------------------------------------------------------
 
@@ -62,7 +63,9 @@ function renderHead(c) {
 
 function renderInfo(c) {
   const dept = c.department_name ? `${c.department_name}（${c.department_id}）` : c.department_id;
-  const area = [c.district_id, c.street_id, c.grid_id].filter(Boolean).map((id) => areaNames.get(id) || id).join(" / ");
+  const names = c.areas || {};
+  const area = [[c.district_id, names.district], [c.street_id, names.street], [c.grid_id, names.grid]]
+    .filter(([id]) => id).map(([id, name]) => name || id).join(" / ");
   kv(el("case-info"), [
     ["类别", `${c.title || ""}（${c.kind || ""} ${c.code}）`],
     ["描述", c.description],
@@ -217,8 +220,9 @@ function renderHistory(c) {
     const change = e.from_status && e.from_status !== e.to_status ? `${e.from_status} → ${e.to_status}` : e.to_status;
     const extra = [];
     if (e.data && typeof e.data === "object") {
-      if (e.data.department_id) extra.push(`单位 ${e.data.department_id}`);
-      if (e.data.from_department) extra.push(`原单位 ${e.data.from_department}`);
+      const dept = e.data.department || e.data.department_id;
+      if (dept) extra.push(`单位 ${deptName(dept)}`);
+      if (e.data.returned_by) extra.push(`退回单位 ${deptName(e.data.returned_by)}`);
       if (e.data.deadline) extra.push(`时限 ${fmtTime(e.data.deadline)}`);
       if (e.data.via) extra.push(`经由 ${e.data.via}`);
     }
@@ -390,15 +394,12 @@ el("reply-save").addEventListener("click", async () => {
 
 departments().then((list) => {
   const dl = el("act-dept-list");
-  for (const d of list) dl.append(h("option", { value: d.id }, d.name || d.id));
+  for (const d of list) {
+    deptNames.set(d.id, d.short || d.name || d.id);
+    dl.append(h("option", { value: d.id }, d.name || d.id));
+  }
+  if (current) renderHistory(current);
 });
-
-api("/api/map/areas")
-  .then((fc) => {
-    for (const f of fc.features || []) areaNames.set(f.properties.id, f.properties.name);
-    if (current) renderInfo(current);
-  })
-  .catch(() => {});
 
 load();
 // keep the page fresh while it is open (another user may act on the case)
