@@ -583,10 +583,13 @@ def test_the_chat_plans_a_reassignment_and_runs_it_once_confirmed(live, tabs):
     assert thread.startswith("chat-")
     page.get_by_role("button", name="/cases 未派遣").click()  # a quick command from the side panel
     expect(log.locator(".msg-assistant").last).to_contain_text("符合条件的案件")
-    page.get_by_label("消息").fill("帮我看看超期的案件")  # free text without an LLM: the command list
+    page.get_by_label("消息").fill("帮我写首诗")  # not understood without an LLM: the command list
     page.get_by_label("消息").press("Enter")
     expect(log.locator(".msg-assistant").last).to_contain_text("未配置大模型")
-    page.get_by_label("消息").fill(f"/assign {number} JB-SZ 属于市政设施")
+    page.get_by_label("消息").fill("江北环卫所有哪些未派遣的案件？")  # plain Chinese, read by keywords
+    page.get_by_label("消息").press("Enter")
+    expect(log.locator(".msg-assistant").last).to_contain_text("按关键词理解为：/cases JB-HW 未派遣")
+    page.get_by_label("消息").fill(f"把 {number} 改派给江北市政所，原因：属于市政设施")
     page.get_by_label("消息").press("Enter")
     plan = log.locator(".msg-plan")
     expect(plan).to_contain_text("改派")
@@ -604,7 +607,7 @@ def test_the_chat_plans_a_reassignment_and_runs_it_once_confirmed(live, tabs):
     page.reload()
     expect(page.locator("#thread-label")).to_have_text(thread)
     expect(log.locator(".msg-user").first).to_have_text(re.compile("/cases 未派遣"))
-    assert log.locator(".msg-user").count() >= 3
+    assert log.locator(".msg-user").count() >= 4
     # the audit rows on the case page
     log.get_by_role("link", name=number).first.click()
     page.wait_for_url(t.url(f"/cases/{number}"))

@@ -183,7 +183,7 @@ async function newThread() {
   remember(t.thread_id, t.mode);
   clear(log);
   bubble("assistant", "您好，我是调度助手。可以查询案件、解释派遣依据、汇总超期和考核指标；改派、延期等修改会先给出计划，由您确认后执行。\n" +
-    (t.mode === "commands" ? "当前未配置大模型，请使用命令，如 /cases overdue、/assign 案件编号 单位；输入 /help 查看全部命令。" : "输入 /help 查看命令。"));
+    (t.mode === "commands" ? "当前未配置大模型：常见的查询和改派可直接用中文说（如「江北环卫所有哪些超期的案件？」，按关键词理解），其余请用命令，如 /cases overdue、/assign 案件编号 单位；输入 /help 查看全部命令。" : "输入 /help 查看命令。"));
 }
 
 async function resume(id) {
