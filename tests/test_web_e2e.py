@@ -30,11 +30,13 @@ except ImportError:  # pragma: no cover - the dev extra is not installed
     sync_playwright = None
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-if sync_playwright is None:
-    pytest.skip("browser tests need the playwright package (pip install -e '.[dev]')", allow_module_level=True)
-if not Path(CHROMIUM).exists():
-    pytest.skip("browser tests need Chromium: apt-get install chromium (Playwright's browser download is not used)",
-                allow_module_level=True)
+_MISSING = ("browser tests need the playwright package (pip install -e '.[dev]')" if sync_playwright is None else
+            "browser tests need Chromium: apt-get install chromium (Playwright's browser download is not used)"
+            if not Path(CHROMIUM).exists() else None)
+if _MISSING and os.environ.get("CI"):
+    pytest.fail(f"CI must run the browser tests: {_MISSING} (tests/run.sh installs them)", pytrace=False)
+if _MISSING:
+    pytest.skip(_MISSING, allow_module_level=True)
 
 from live_server import DEPARTMENT, DISPATCHER, PASSWORD, VIEWER
 from PIL import Image
