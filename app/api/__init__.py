@@ -4,7 +4,8 @@
 
 Routers, one module each: ``auth`` (sign-in, users, API keys), ``cases``
 (cases, evidence, lifecycle actions, review queue, map, statistics),
-``batches`` (uploads, background ingest, progress), ``chat`` (the dispatch
+``batches`` (footage uploads, batch reports), ``uploads`` (resumable
+uploads), ``jobs`` (background jobs, progress over SSE), ``chat`` (the dispatch
 agent, streamed), ``open311`` (GeoReport v2), and ``app.web`` (the Chinese
 web UI). Background work runs in :mod:`app.api.worker`.
 """
@@ -23,7 +24,7 @@ def create_app(services: Services | None = None, *, worker: bool = True, sla_eve
     """The app over ``services`` (default: the configured store and LLM).
     ``worker``: run the background worker thread in this process; ``sla_every_s``:
     also run the overdue warnings and escalation (``xunjian sla tick``) that often."""
-    from app.api import auth, batches, cases, chat, dashboard, open311
+    from app.api import auth, batches, cases, chat, dashboard, jobs, open311, uploads
     from app.api.worker import Worker
     from app.web import routes as web
 
@@ -59,6 +60,8 @@ def create_app(services: Services | None = None, *, worker: bool = True, sla_eve
     app.include_router(cases.router)
     app.include_router(dashboard.router)
     app.include_router(batches.router)
+    app.include_router(uploads.router)
+    app.include_router(jobs.router)
     app.include_router(chat.router)
     app.include_router(open311.router)
     web.mount(app)
