@@ -172,7 +172,8 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _onnx_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, max_det: int):
+def _onnx_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, max_det: int,
+                device: str | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -182,7 +183,14 @@ def _onnx_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if device and device.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            index = device.partition(":")[2] or "0"
+            providers = [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+        else:
+            warnings.warn("onnxruntime 没有 CUDA（安装 onnxruntime-gpu，或用 --backend ultralytics）：ONNX 检测在 CPU 上运行", stacklevel=3)
+    sess = ort.InferenceSession(str(path), opts, providers=providers)
     meta = sess.get_modelmeta().custom_metadata_map
     names = {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()} if "names" in meta else {}
     stride = int(meta.get("stride", 32))
@@ -225,7 +233,8 @@ def _onnx_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads:
     return run, names, imgsz, ((h, w) if fixed else None)
 
 
-def _ultralytics_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, max_det: int):
+def _ultralytics_infer(path: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, max_det: int,
+                       device: str | None = None):
     try:
         from ultralytics import YOLO
     except ImportError as e:
@@ -239,9 +248,9 @@ def _ultralytics_infer(path: Path, imgsz: int | None, conf: float, iou: float, t
     imgsz = imgsz or int(model.overrides.get("imgsz") or 640)
 
     def run(images: list[np.ndarray]) -> list[Raw]:
-        res = model.predict(images, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device="cpu", verbose=False)
+        res = model.predict(images, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device or "cpu", verbose=False)
         return [
-            (r.boxes.xyxy.numpy().astype(np.float32), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int))
+            (r.boxes.xyxy.cpu().numpy().astype(np.float32), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int))
             for r in res
         ]
 
@@ -300,6 +309,7 @@ def load_detector(
     imgsz: int | None = None,
     threads: int | None = None,
     max_det: int = MAX_DET,
+    device: str | None = None,
 ) -> Detector:
     """Load a detector from weights (``.pt``/``.onnx``) or a folder holding them and a ``card.yaml``.
 
@@ -313,6 +323,8 @@ def load_detector(
             size the weights were trained/exported at. A fixed-shape ONNX fixes it.
         threads: CPU threads (onnxruntime intra-op, or torch); default all cores.
         max_det: at most this many detections per image.
+        device: ``None``/``'cpu'``, or ``'cuda'``/``'cuda:N'`` for a GPU (ultralytics with a
+            CUDA torch; ONNX needs ``onnxruntime-gpu``, else it warns and stays on the CPU).
 
     The card (``<stem>.card.yaml`` or ``card.yaml`` next to the weights) is optional
     here (``det.card`` is None without one); run :func:`vision.modelcard.check_card`
@@ -326,7 +338,7 @@ def load_detector(
     if imgsz is None and card is not None:
         imgsz = card.input_size
     make = _onnx_infer if chosen == "onnx" else _ultralytics_infer
-    infer, names, imgsz, fixed_shape = make(file, imgsz, conf, iou, threads, max_det)
+    infer, names, imgsz, fixed_shape = make(file, imgsz, conf, iou, threads, max_det, device)
     if not names and card is not None:
         names = card.names
     return Detector(

@@ -9,6 +9,17 @@ that does not cover it, coordinates swapped...) is recorded as failed with a
 clear message and the batch goes on. Killing the process mid-file loses only
 that file's unfinished work: the next run does it again, without duplicates.
 
+The work of one file comes in pure pieces that an engine runs where it likes
+(:mod:`vision.engines`): :func:`plan_file` (telemetry checks, the cut into
+time segments, :mod:`vision.segments`), :func:`process_segment` (sample,
+detect, track: no writes), :func:`file_found` (tracks stitched across the
+cuts), :class:`EvidenceJob` (blurred evidence images), then :func:`file_rows`
+and :func:`write_file`, the one store transaction. The ``local`` engine runs
+them here, file after file; the ``ray`` engine runs segments on a Ray cluster
+and writes here. Observation ids are ``<batch>:<sha256[:12]>:<n>`` with *n*
+in the order of the file's finds, so a re-run or a retried task writes the
+same rows again.
+
 Outputs, besides the store: ``<out>/observations.geojson``,
 ``<out>/observations.json``, ``<out>/report.json`` and ``<out>/evidence/``,
 where ``<out>`` defaults to ``$XUNJIAN_HOME/batches/<batch id>``.
@@ -20,6 +31,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,12 +58,24 @@ from vision.manifest import (
     sha256_file,
     unpack,
 )
-from vision.observe import Found, Observer, TrackingConfig, geofix_for, merge, utc_at
+from vision.modelcard import ModelCard
+from vision.observe import Found, TrackingConfig, geofix_for, merge, utc_at
 from vision.sampling import SamplingConfig, SamplingStats, sample
+from vision.segments import (
+    FilePlan,
+    Segment,
+    SegmentObserver,
+    SegmentResult,
+    plan_segments,
+    stitch,
+    video_stats,
+)
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "demo-patrol" / "demo-patrol.pt"
 HEADING_ERROR_DEG = {"measured": 3.0, "derived": 15.0}
 """How far the heading may be off: from a compass/gimbal yaw, or derived from successive GPS fixes."""
+RAY_SEGMENT_S = 120.0
+"""The Ray engine's default segment length (the local engine keeps whole files unless told)."""
 
 
 class IngestOptions(BaseModel):
@@ -71,6 +95,13 @@ class IngestOptions(BaseModel):
     force: bool = False
     out: Path | None = None
     threads: int | None = None
+    engine: Literal["local", "ray"] = Field(default="local", description="local: this process; ray: a Ray cluster")
+    address: str | None = Field(default=None, description="Ray cluster (host:port, 'auto'); default $RAY_ADDRESS, else a Ray instance started here")
+    workers: int | None = Field(default=None, ge=1, description="Ray: detector actors (default one per CPU, or per GPU)")
+    dispatch: Literal["auto", "segments", "frames"] = Field(
+        default="auto", description="Ray: actors run whole segments, or tasks decode and send frames to detector actors (auto: frames when the cluster has GPUs)")
+    segment_s: float | None = Field(default=None, ge=0, description=f"cut videos longer than this into segments (0: never; default {RAY_SEGMENT_S:g} s on Ray, whole files locally)")
+    overlap_s: float = Field(default=5.0, ge=0, description="seconds each segment reads into the next, to link tracks across the cut")
 
 
 class Progress(Protocol):
@@ -123,7 +154,12 @@ def default_batch_id(folder: Path) -> str:
 
 
 def ingest(path: str | Path, store, options: IngestOptions | None = None, progress: Progress | None = None) -> BatchReport:
-    """Ingest the batch at ``path`` (a folder or a .zip/.tar archive) into ``store``."""
+    """Ingest the batch at ``path`` (a folder or a .zip/.tar archive) into ``store``.
+
+    ``options.engine`` says where the files are processed: ``local`` (this
+    process, one file after another) or ``ray`` (segments on a Ray cluster,
+    :mod:`vision.engines.ray_engine`). Both write the store here, one
+    transaction per file, and give the same observations for the same options."""
     from vision.detect import load_detector
     from vision.modelcard import check_card, load_card
 
@@ -148,16 +184,24 @@ def ingest(path: str | Path, store, options: IngestOptions | None = None, progre
     model = f"{detector.card.name}@{detector.card.version}"
     if detector.card.demo_grade:
         notes.append(f"检测模型 {model} 为演示级（只在合成画面上训练），不能用于真实巡检")
+    segment_s = opts.segment_s if opts.segment_s is not None else (RAY_SEGMENT_S if opts.engine == "ray" else 0.0)
+    ctx = BatchContext(root=root, manifest=manifest, batch_id=batch_id, opts=opts, out=out, card=detector.card,
+                       model=model, segment_s=segment_s or None)
 
-    now = datetime.now(timezone.utc)
-    store.open_batch(Batch(id=batch_id, source=SOURCES[manifest.source], platform_id=manifest.platform_id, root=str(root),
-                           manifest=manifest.model_dump(mode="json", exclude_none=True), created_at=now, updated_at=now))
-    prog.batch_started(batch_id, len(manifest.files))
-    outcomes: list[FileOutcome] = []
-    for spec in manifest.files:
-        outcome = _one_file(root, spec, manifest, batch_id, detector, model, store, opts, prog, out)
-        outcomes.append(outcome)
-        prog.file_finished(outcome)
+    if opts.engine == "ray":
+        from vision.engines.ray_engine import RayEngine
+
+        engine = RayEngine(ctx)  # its actors load their own detectors (fails here if they cannot)
+    else:
+        from vision.engines.local import LocalEngine
+
+        engine = LocalEngine(ctx, detector)
+    with engine:
+        now = datetime.now(timezone.utc)
+        store.open_batch(Batch(id=batch_id, source=SOURCES[manifest.source], platform_id=manifest.platform_id, root=str(root),
+                               manifest=manifest.model_dump(mode="json", exclude_none=True), created_at=now, updated_at=now))
+        prog.batch_started(batch_id, len(manifest.files))
+        outcomes = engine.run(store, prog)
 
     report = BatchReport(batch_id=batch_id, root=str(root), out=str(out), files=outcomes, notes=notes, model=model,
                          seconds=time.perf_counter() - started)
@@ -173,52 +217,175 @@ def write_outputs(store, report: BatchReport, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _one_file(root: Path, spec: FileSpec, manifest: Manifest, batch_id: str, detector, model: str, store,
-              opts: IngestOptions, prog: Progress, out: Path) -> FileOutcome:
+# -- the pieces of one file: engines run them (anywhere), then write the store -----------------
+
+
+@dataclass
+class BatchContext:
+    """What every piece of a batch's work needs; picklable, so it travels to Ray workers."""
+
+    root: Path
+    manifest: Manifest
+    batch_id: str
+    opts: IngestOptions
+    out: Path
+    card: ModelCard
+    model: str
+    segment_s: float | None = None
+
+    def spec(self, i: int) -> FileSpec:
+        return self.manifest.files[i]
+
+
+@dataclass
+class EvidenceJob:
+    """One observation's evidence images to write (:func:`vision.evidence.write_evidence`)."""
+
+    jpeg: bytes
+    box: tuple[float, float, float, float]
+    label: str
+    folder: Path
+    stem: str
+    plates: bool
+
+    def run(self) -> tuple[str, str]:
+        frame_path, crop_path, _ = write_evidence(self.jpeg, self.box, self.label, self.folder, self.stem, plates=self.plates)
+        return str(frame_path), str(crop_path)
+
+
+def error_message(rel: str, e: Exception) -> str | None:
+    """The user-facing message of an error that fails one file (None: not such an error, a bug)."""
+    if isinstance(e, XunjianError):
+        return str(e)
+    if isinstance(e, ValueError):  # TelemetryError is a ValueError with a user-facing message
+        return str(e) if rel in str(e) else f"{rel}：{e}"
+    if isinstance(e, cv2.error):
+        return f"{rel}：OpenCV 无法处理：{e.err or e}"
+    return None
+
+
+def hash_media(ctx: BatchContext, spec: FileSpec) -> tuple[str | None, str | None]:
+    """(sha256, None) of the file's media, or (None, why it cannot be read)."""
     rel = spec.media
-    media_path = root / rel
     try:
-        sha = sha256_file(media_path)
+        return sha256_file(ctx.root / rel), None
     except OSError as e:
-        return FileOutcome(rel, "failed", error=f"{rel}：无法读取：{e}")
-    if not opts.force and (done := store.done_file(batch_id, rel, sha)) is not None:
-        return FileOutcome(rel, "skipped", sha, observations=done.observations, stats=done.stats)
+        return None, f"{rel}：无法读取：{e}"
+
+
+def plan_file(ctx: BatchContext, spec: FileSpec, sha: str) -> FilePlan:
+    """Check the file's telemetry and settings and cut it into segments (or say why it fails)."""
+    rel = spec.media
+    started = time.perf_counter()
+    if spec.image:
+        return FilePlan(rel, sha, image=True, segments=[Segment(0, 0, None, None)], duration_s=1.0)
+    try:
+        vc = video_context(ctx, spec)
+        fps, frames = _frame_count(vc.path)
+    except (XunjianError, ValueError, cv2.error) as e:
+        return FilePlan(rel, sha, error=error_message(rel, e))
+    track = vc.track
+    info = {"distance_m": round(float(track.distance_at(min(vc.media.duration_s, track.t1))), 1),
+            "telemetry": track.fmt, "notes": list(track.notes),
+            "view": view_geometry(vc.camera, vc.mount_spec, vc.gps_error_m, vc.heading_error_deg)}
+    return FilePlan(rel, sha, segments=plan_segments(frames, fps, ctx.segment_s, ctx.opts.overlap_s),
+                    duration_s=vc.media.duration_s, fps=fps, frames=frames, start_utc=track.start_utc, info=info,
+                    seconds=time.perf_counter() - started)
+
+
+def _frame_count(path: Path) -> tuple[float, int]:
+    """Frame rate and count as :func:`vision.sampling.sample` reads them."""
+    from vision.sampling import open_video
+
+    cap = open_video(path)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if not fps or math.isnan(fps) or fps > 1000:
+            fps = 30.0
+        return fps, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+
+
+def process_segment(ctx: BatchContext, spec: FileSpec, plan: FilePlan, seg: Segment, detector,
+                    on_t: Callable[[float], None] | None = None) -> SegmentResult:
+    """Sample, detect and track one segment of a file (a still is one segment). Pure:
+    nothing is written. ``on_t(t)`` hears the media time reached, about every 0.5 s.
+    An error that fails the file comes back as ``result.error``."""
     started = time.perf_counter()
     try:
-        found, frame_utc, stats, warning, views = (_image if spec.image else _video)(root, spec, manifest, detector, opts, prog)
-    except XunjianError as e:
-        return _failed(store, batch_id, rel, sha, str(e))
-    except ValueError as e:  # TelemetryError is a ValueError with a user-facing message
-        return _failed(store, batch_id, rel, sha, str(e) if rel in str(e) else f"{rel}：{e}")
-    except cv2.error as e:
-        return _failed(store, batch_id, rel, sha, f"{rel}：OpenCV 无法处理：{e.err or e}")
-    stats["seconds"] = round(time.perf_counter() - started, 2)
+        run = _image_segment if spec.image else _video_segment
+        result = run(ctx, spec, plan, seg, detector, on_t or (lambda t: None))
+    except (XunjianError, ValueError, cv2.error) as e:
+        return SegmentResult(plan.rel, seg.index, error=error_message(plan.rel, e))
+    result.seconds = time.perf_counter() - started
+    return result
 
-    card = detector.card
-    evidence_dir = out / "evidence" / f"{Path(rel).stem}-{sha[:8]}"
-    observations: list[Observation] = []
+
+@dataclass
+class FileFound:
+    """One file's finds (tracks stitched across its segments), stats, warning and views."""
+
+    found: list[Found]
+    stats: dict
+    warning: str | None
+    views: list[View]
+    start_utc: datetime | None
+
+
+def file_found(plan: FilePlan, results: list[SegmentResult]) -> FileFound:
+    """Put a file's segments together (:func:`vision.segments.stitch`)."""
+    results = sorted(results, key=lambda r: r.index)
+    if plan.image:
+        r = results[0]
+        stats, warning, found, start = dict(r.info), None, r.found or [], r.start_utc
+    else:
+        found = stitch(plan, results)
+        (stats, warning), start = video_stats(plan, results), plan.start_utc
+    stats["seconds"] = round(plan.seconds + sum(r.seconds for r in results), 2)
+    return FileFound(found, stats, warning, [v for r in results for v in r.views], start)
+
+
+def evidence_jobs(ctx: BatchContext, plan: FilePlan, found: list[Found]) -> list[EvidenceJob]:
+    folder = ctx.out / "evidence" / f"{Path(plan.rel).stem}-{plan.sha[:8]}"
+    jobs = []
     for n, f in enumerate(found, 1):
-        cls = card.by_id(f.class_id)
+        cls = ctx.card.by_id(f.class_id)
         name = cls.name if cls else str(f.class_id)
-        frame_path, crop_path, _ = write_evidence(f.jpeg, f.box, f"{name} {f.conf:.2f}", evidence_dir, f"{n:03d}", plates=opts.plates)
+        jobs.append(EvidenceJob(f.jpeg, f.box, f"{name} {f.conf:.2f}", folder, f"{n:03d}", ctx.opts.plates))
+    return jobs
+
+
+def file_rows(ctx: BatchContext, plan: FilePlan, ff: FileFound, evidence: list[tuple[str, str]]) -> tuple[BatchFile, list[Observation]]:
+    """The file's ``batch_files`` record and observations (ids ``<batch>:<sha[:12]>:<n>``, n in find order)."""
+    m, sha = ctx.manifest, plan.sha
+    observations: list[Observation] = []
+    for n, (f, (frame_uri, crop_uri)) in enumerate(zip(ff.found, evidence, strict=True), 1):
+        cls = ctx.card.by_id(f.class_id)
         observations.append(Observation(
-            id=f"{batch_id}:{sha[:12]}:{n:03d}", batch_id=batch_id, file=rel, file_sha256=sha,
-            source=SOURCES[manifest.source], platform_id=manifest.platform_id, class_name=name,
+            id=f"{ctx.batch_id}:{sha[:12]}:{n:03d}", batch_id=ctx.batch_id, file=plan.rel, file_sha256=sha,
+            source=SOURCES[m.source], platform_id=m.platform_id, class_name=cls.name if cls else str(f.class_id),
             label_zh=cls.label_zh if cls else "", kind=Kind(cls.kind) if cls and cls.kind else None,
             code=cls.code if cls else None, confidence=round(f.conf, 4), mean_confidence=round(f.mean_conf, 4),
             lat=round(f.lat, 7), lon=round(f.lon, 7), error_m=round(f.error_m, 1), frames=f.frames,
             first_t=round(f.first_t, 3), last_t=round(f.last_t, 3), best_t=round(f.best_t, 3),
-            seen_at=utc_at(frame_utc, f.best_t), box=f.box, frame_uri=str(frame_path), crop_uri=str(crop_path), model=model,
+            seen_at=utc_at(ff.start_utc, f.best_t), box=f.box, frame_uri=frame_uri, crop_uri=crop_uri, model=ctx.model,
         ))
-    status = "failed" if warning else "done"
-    record = BatchFile(batch_id=batch_id, path=rel, sha256=sha, status=status, error=warning, observations=len(observations),
-                       stats=stats, finished_at=datetime.now(timezone.utc))
+    record = BatchFile(batch_id=ctx.batch_id, path=plan.rel, sha256=sha, status="failed" if ff.warning else "done",
+                       error=ff.warning, observations=len(observations), stats=ff.stats, finished_at=datetime.now(timezone.utc))
+    return record, observations
+
+
+def write_file(store, record: BatchFile, observations: list[Observation], views: list[View]) -> FileOutcome:
+    """The store write of one file: record, observations and views in ONE transaction,
+    replacing what an earlier (killed, retried) run left for the same path."""
     store.finish_file(record, observations, views)
-    return FileOutcome(rel, status, sha, observations=len(observations), error=warning, stats=stats)
+    return FileOutcome(record.path, record.status, record.sha256, observations=len(observations), error=record.error,
+                       stats=record.stats)
 
 
-def _failed(store, batch_id: str, rel: str, sha: str, message: str) -> FileOutcome:
-    store.finish_file(BatchFile(batch_id=batch_id, path=rel, sha256=sha, status="failed", error=message,
+def write_failure(store, ctx: BatchContext, rel: str, sha: str, message: str) -> FileOutcome:
+    store.finish_file(BatchFile(batch_id=ctx.batch_id, path=rel, sha256=sha, status="failed", error=message,
                                 finished_at=datetime.now(timezone.utc)))
     return FileOutcome(rel, "failed", sha, error=message)
 
@@ -268,13 +435,31 @@ def _detect_fn(detector, mount: Mount, opts: IngestOptions, width: int, height: 
     return detector
 
 
-def _video(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: IngestOptions, prog: Progress):
+@dataclass
+class VideoContext:
+    """A video with its telemetry on the video's clock, and how to look at it."""
+
+    path: Path
+    media: object
+    track: object
+    camera: Camera
+    mount_spec: MountSpec
+    mount: Mount
+    sampling: SamplingConfig
+    gps_error_m: float
+    rate_hz: float
+    heading_error_deg: float
+
+
+def video_context(ctx: BatchContext, spec: FileSpec) -> VideoContext:
+    """Probe the video, read its telemetry, align and check it (raises what fails the file)."""
     from vision.telemetry import align, check_region, load_track, probe
 
-    media_path = root / spec.video
+    opts, manifest = ctx.opts, ctx.manifest
+    media_path = ctx.root / spec.video
     media = probe(media_path)
     if spec.track:
-        track = load_track(root / spec.track, coord_order=spec.coord_order)
+        track = load_track(ctx.root / spec.track, coord_order=spec.coord_order)
     else:
         track = load_track(media_path, coord_order=spec.coord_order)  # GoPro GPMF inside the MP4
     check_region(track, allow_outside_china=opts.allow_outside_china or manifest.allow_outside_china)
@@ -285,37 +470,46 @@ def _video(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
         raise InvalidInput(f"{spec.video}：车载相机需要安装高度 mount.height_m")
     camera = camera_for(cam_spec, media.width, media.height)
     rate = 1.0 / sampling.every_s if sampling.every_s else 8.0 / (sampling.every_m or 3.0)
-    observer = Observer(_detect_fn(detector, mount, opts, media.width, media.height), camera, mount,
-                        gps_error_m=gps_error, sample_rate_hz=rate, conf=opts.conf,
-                        heading_error_deg=HEADING_ERROR_DEG["derived" if track.heading_derived else "measured"])
+    return VideoContext(media_path, media, track, camera, mount_spec, mount, sampling, gps_error, rate,
+                        HEADING_ERROR_DEG["derived" if track.heading_derived else "measured"])
+
+
+def _video_segment(ctx: BatchContext, spec: FileSpec, plan: FilePlan, seg: Segment, detector, on_t) -> SegmentResult:
+    vc = video_context(ctx, spec)
+    track = vc.track
+    observer = SegmentObserver(_detect_fn(detector, vc.mount, ctx.opts, vc.media.width, vc.media.height), vc.camera,
+                               vc.mount, gps_error_m=vc.gps_error_m, sample_rate_hz=vc.rate_hz, conf=ctx.opts.conf,
+                               heading_error_deg=vc.heading_error_deg, own_stop=seg.own_stop)
     stats = SamplingStats()
-    prog.file_started(spec.video, media.duration_s)
-    last_report = 0.0
+    if seg.start == 0 and seg.stop is None:  # the whole video
+        frames = sample(vc.path, track.distance_at, vc.sampling, stats)
+    else:
+        frames = sample(vc.path, track.distance_at, vc.sampling, stats, start_index=seg.start, stop_index=seg.stop, seek=True)
+    last_report = plan.own_seconds(seg)[0]
     views: list[View] = []
-    for frame in sample(media_path, track.distance_at, sampling, stats):
+    own_counts = None  # (blurred, duplicates) when the tail began
+    for frame in frames:
         pose = track.at(frame.t)
         observer.feed(frame, pose)
-        views.append(view_of(pose, frame.t, utc_at(track.start_utc, frame.t)))
+        if seg.owns(frame.index):
+            views.append(view_of(pose, frame.t, utc_at(track.start_utc, frame.t)))
+        elif own_counts is None:
+            own_counts = (stats.blurred, stats.duplicates)
         if frame.t - last_report >= 0.5:
-            prog.file_advanced(frame.t)
+            on_t(frame.t)
             last_report = frame.t
-    prog.file_advanced(media.duration_s)
-    found = observer.finish()
-    info = {
-        "fps": round(stats.fps, 3), "frames_read": stats.read, "frames_kept": stats.kept, "blurred": stats.blurred,
-        "duplicates": stats.duplicates, "detections": observer.detections, "duration_s": round(media.duration_s, 2),
-        "distance_m": round(float(track.distance_at(min(media.duration_s, track.t1))), 1),
-        "telemetry": track.fmt, "notes": [*track.notes, *stats.notes],
-        "view": view_geometry(camera, mount_spec, gps_error, observer.heading_error_deg),
-    }
-    warning = stats.notes[-1] if stats.truncated else None
-    return found, track.start_utc, info, warning, views
+    blurred, duplicates = own_counts or (stats.blurred, stats.duplicates)
+    own_frames = seg.own_stop - seg.start if seg.own_stop is not None else stats.read
+    return SegmentResult(plan.rel, seg.index, parts=observer.parts(), views=views, read=min(stats.read, own_frames),
+                         kept=len(views), blurred=blurred, duplicates=duplicates, detections=observer.detections,
+                         declared=stats.declared_frames, fps=stats.fps, notes=stats.notes)
 
 
-def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: IngestOptions, prog: Progress):
+def _image_segment(ctx: BatchContext, spec: FileSpec, plan: FilePlan, seg: Segment, detector, on_t) -> SegmentResult:
     from vision.telemetry import read_image_pose
 
-    path = root / spec.image
+    opts, manifest = ctx.opts, ctx.manifest
+    path = ctx.root / spec.image
     ip = read_image_pose(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -331,7 +525,6 @@ def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
             raise InvalidInput(f"{spec.image}：位置 {ip.pose.lat:.5f},{ip.pose.lon:.5f} 不在中国境内（境外素材请加 --allow-outside-china）")
     mount = _mount(mount_spec)
     camera = camera_for(cam_spec if (spec.camera or manifest.camera) else CameraSpec(), w, h, ip.focal_35mm)
-    prog.file_started(spec.image, 1.0)
     detect = _detect_fn(detector, mount, opts, w, h)
     dets = detect(image)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -345,11 +538,11 @@ def _image(root: Path, spec: FileSpec, manifest: Manifest, detector, opts: Inges
         found.append(Found(class_id=int(dets.class_id[i]), lat=fix.lat, lon=fix.lon, error_m=fix.error_m, conf=conf,
                            mean_conf=conf, frames=1, first_t=0.0, last_t=0.0, best_t=0.0,
                            box=tuple(float(v) for v in box), jpeg=buf.tobytes()))
-    prog.file_advanced(1.0)
+    on_t(1.0)
     info = {"detections": len(dets), "width": w, "height": h, "focal_35mm": ip.focal_35mm, "has_xmp": ip.has_xmp,
             "altitude_m": ip.pose.alt, "gimbal_pitch": ip.pose.pitch,
             "view": view_geometry(camera, mount_spec, gps_error, HEADING_ERROR_DEG["measured"])}
     cfg = TrackingConfig()
-    views = [view_of(ip.pose, 0.0, ip.pose.utc)]
-    return merge(found, cfg.merge_floor_m, cfg.merge_any_class_m), ip.pose.utc, info, None, views
-
+    return SegmentResult(plan.rel, seg.index, found=merge(found, cfg.merge_floor_m, cfg.merge_any_class_m),
+                         views=[view_of(ip.pose, 0.0, ip.pose.utc)], info=info, kept=1, detections=len(dets),
+                         start_utc=ip.pose.utc)

@@ -84,13 +84,18 @@ def open_video(path: Path) -> cv2.VideoCapture:
 
 
 def sample(path: Path, distance_at=None, config: SamplingConfig | None = None, stats: SamplingStats | None = None,
-           start_index: int = 0) -> Iterator[Frame]:
+           start_index: int = 0, stop_index: int | None = None, seek: bool = False) -> Iterator[Frame]:
     """Yield the frames of ``path`` worth detecting on.
 
     ``distance_at(t)`` gives the cumulative distance travelled (metres) at media
     time ``t``; without it (or with ``every_m=None``) sampling is by time only,
     so give ``every_s``. ``stats`` (optional) is filled in as the video is read.
-    ``start_index`` skips that many frames first (resume inside a video).
+    ``start_index`` skips that many frames first (resume inside a video): read
+    and dropped, or with ``seek=True`` not read at all (the decoder seeks; frames
+    keep their index and time in the whole video). ``stop_index`` stops before
+    that frame. With a range (``seek`` or ``stop_index``) ``stats`` counts only
+    the range's frames and no truncation note is added: the caller, who split
+    the video, judges the whole file (see :mod:`vision.segments`).
     """
     cfg = config or SamplingConfig()
     if distance_at is None or cfg.every_m is None:
@@ -104,12 +109,21 @@ def sample(path: Path, distance_at=None, config: SamplingConfig | None = None, s
             st.notes.append(f"视频帧率无效（{st.fps}），按 30 fps 计")
             st.fps = 30.0
         st.declared_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        ranged = seek or stop_index is not None
+        i = -1
+        if seek and start_index > 0:
+            cap = _seek(path, cap, start_index)
+            i = start_index - 1
+        if ranged:
+            end = st.declared_frames if stop_index is None else min(stop_index, st.declared_frames or stop_index)
+            st.declared_frames = max(0, end - (start_index if seek else 0))
         last_d, last_t = -math.inf, -math.inf
         last_thumb: np.ndarray | None = None
         pending = 0  # frames still allowed to look for a sharp one
         reason = ""
-        i = -1
         while True:
+            if stop_index is not None and i + 1 >= stop_index:
+                break
             if not cap.grab():
                 break
             i += 1
@@ -154,5 +168,18 @@ def sample(path: Path, distance_at=None, config: SamplingConfig | None = None, s
             yield Frame(index=i, t=t, image=image, reason=reason, sharpness=sharp)
     finally:
         cap.release()
-    if st.truncated:
+    if st.truncated and not ranged:
         st.notes.append(f"视频可能被截断：声明 {st.declared_frames} 帧，只读到 {st.read} 帧（约 {st.read / st.fps:.1f} s）")
+
+
+def _seek(path: Path, cap: cv2.VideoCapture, index: int) -> cv2.VideoCapture:
+    """``cap`` positioned so that the next ``grab()`` reads frame ``index``: the
+    decoder's seek when it lands exactly there, else read from the start."""
+    if cap.set(cv2.CAP_PROP_POS_FRAMES, index) and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index:
+        return cap
+    cap.release()
+    cap = open_video(path)
+    for _ in range(index):
+        if not cap.grab():
+            break
+    return cap

@@ -74,6 +74,11 @@ def ingest(
     force: bool = typer.Option(False, "--force", help="重新处理已完成的文件"),
     out_dir: Path = typer.Option(None, "--out", help="输出目录（默认 $XUNJIAN_HOME/batches/<批次号>）"),
     as_json: bool = typer.Option(False, "--json", help="输出批次报告 JSON"),
+    engine: str = typer.Option("local", "--engine", help="local（本进程逐个文件）| ray（Ray 集群并行，需 pip install 'xunjian\\[ray]'）"),
+    address: str = typer.Option(None, "--address", help="Ray 集群地址（host:port 或 auto）；默认 $RAY_ADDRESS，否则在本机启动 Ray"),
+    workers: int = typer.Option(None, "--workers", min=1, help="Ray：检测 actor 数（默认每个 CPU 一个，有 GPU 时每个 GPU 一个）"),
+    segment_s: float = typer.Option(None, "--segment-s", min=0, help="长视频按此时长（秒）切段并行（0 不切；默认 Ray 120 s、本地整段）"),
+    overlap_s: float = typer.Option(5.0, "--overlap-s", min=0, help="每段多读入下一段的秒数，用于把跨切点的目标接成一条"),
 ):
     """导入一个巡检视频批次：抽帧、检测、跟踪、定位，每个物理问题生成一条观测。"""
     from vision.ingest import DEFAULT_WEIGHTS, IngestOptions
@@ -81,9 +86,19 @@ def ingest(
 
     if source not in (None, "vehicle", "drone"):
         raise typer.BadParameter("应为 vehicle 或 drone", param_hint="--source")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("应为 local 或 ray", param_hint="--engine")
+    if engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise typer.BadParameter("需要先安装 Ray：pip install 'xunjian[ray]'", param_hint="--engine") from None
+    elif address or workers:
+        raise typer.BadParameter("--address/--workers 只用于 --engine ray", param_hint="--engine")
     opts = IngestOptions(source=source, batch=batch, weights=weights or DEFAULT_WEIGHTS, backend=backend, conf=conf,
                          every_m=every_m, every_s=every_s, tile=tile, plates=plates,
-                         allow_outside_china=allow_outside_china, force=force, out=out_dir)
+                         allow_outside_china=allow_outside_china, force=force, out=out_dir,
+                         engine=engine, address=address, workers=workers, segment_s=segment_s, overlap_s=overlap_s)
     st = store()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False, disable=as_json) as p:
