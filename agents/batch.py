@@ -11,10 +11,19 @@ reports; LangGraph fans them out with ``Send`` and runs at most
 (:mod:`agents.graph`, its own checkpointed thread per observation, keyed
 ``obs:<observation id>`` so a re-run finds the same case) and links the
 observation to the case it opened or joined.
+
+Across processes or nodes: ``run_batch(..., shard=(i, n))`` plans only the
+observations whose id hashes to shard ``i`` of ``n`` (``xunjian pipeline run
+--shard i/n`` on each node), and :func:`run_batch_workers` runs ``n`` local
+processes that way (``--workers n``). Every worker shares the store and the
+checkpointer (PostgreSQL); :meth:`agents.pipeline.Pipeline.run` locks the
+thread (and the dedupe cells around the report) in the database, so two workers
+on the same observation, or on two sightings of one issue, never open two cases.
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from dataclasses import dataclass
 from typing import Annotated
@@ -32,6 +41,8 @@ from city.observations import Observation
 class BatchState(BaseModel):
     batch_id: str
     verify_cases: bool = True
+    shard: int = 0
+    shards: int = 1
     verified: int = 0
     reports: list[Report] = []
     results: Annotated[list[dict], operator.add] = []
@@ -62,14 +73,30 @@ def verify(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
     """核查 every case the batch's footage covers; claims the observations of issues seen again."""
     if not state.verify_cases:
         return {}
+    return {"verified": verify_once(runtime.context.pipeline.store, state.batch_id)}
+
+
+def verify_once(store, batch_id: str) -> int:
+    """:func:`vision.verify.verify_batch` under a lock in the database: with several
+    shards the first one decides, the others wait and find every case decided."""
+    from city.store.db import named_locks
     from vision.verify import verify_batch
 
-    return {"verified": len(verify_batch(runtime.context.pipeline.store, state.batch_id))}
+    with named_locks(store.write_engine, [f"batch:verify:{batch_id}"]):
+        return len(verify_batch(store, batch_id))
+
+
+def shard_of(observation_id: str, shards: int) -> int:
+    """The shard (0 … shards-1) an observation belongs to: a stable hash of its id."""
+    if shards <= 1:
+        return 0
+    return int.from_bytes(hashlib.blake2b(observation_id.encode(), digest_size=8).digest(), "big") % shards
 
 
 def plan(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
     store = runtime.context.pipeline.store
-    todo = [o for o in store.observations(state.batch_id, issues_only=True) if not o.case_number]
+    todo = [o for o in store.observations(state.batch_id, issues_only=True)
+            if not o.case_number and shard_of(o.id, state.shards) == state.shard]
     return {"reports": [report_of(o) for o in todo]}
 
 
@@ -111,13 +138,59 @@ def build():
 graph = build()
 
 
-def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4, verify: bool = True) -> list[dict]:
+def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4, verify: bool = True,
+              shard: tuple[int, int] = (0, 1)) -> list[dict]:
     """核查 the cases the batch covers (unless ``verify`` is False; decisions in
     ``store.verifications(batch_id=...)``), then run every issue observation of
     ``batch_id`` without a case through the case pipeline, at most
     ``max_concurrency`` at a time; returns one result per observation handled
-    (empty when everything already has a case)."""
+    (empty when everything already has a case). ``shard=(i, n)``: only the
+    observations of shard ``i`` of ``n`` (:func:`shard_of`)."""
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        from city.errors import InvalidInput
+
+        raise InvalidInput(f"shard {i}/{n}: expected 0 <= i < n")
     pipeline.store.batch(batch_id)  # NotFound with a hint for an unknown batch
-    out = graph.invoke(BatchState(batch_id=batch_id, verify_cases=verify), {"max_concurrency": max_concurrency},
-                       context=BatchContext(pipeline=pipeline))
+    out = graph.invoke(BatchState(batch_id=batch_id, verify_cases=verify, shard=i, shards=n),
+                       {"max_concurrency": max_concurrency}, context=BatchContext(pipeline=pipeline))
     return sorted(out["results"], key=lambda r: r["observation"])
+
+
+def _worker(url: str, city_folder: str, llm_config, batch_id: str, shard: tuple[int, int], max_concurrency: int) -> list[dict]:
+    """One process of :func:`run_batch_workers`: its own store, pipeline and pools."""
+    from agents.context import Context
+    from agents.llm import LLMClient, SqlCallLog
+    from agents.pipeline import Pipeline
+    from city.bundle import load_city
+    from city.store import Store
+
+    store = Store(url, load_city(city_folder))
+    try:
+        pipe = Pipeline(store, Context.default(store, llm=LLMClient(llm_config, log=SqlCallLog(store))))
+        return run_batch(pipe, batch_id, max_concurrency=max_concurrency, verify=False, shard=shard)
+    finally:
+        store.close()
+
+
+def run_batch_workers(pipeline, batch_id: str, *, workers: int, max_concurrency: int = 4, verify: bool = True) -> list[dict]:
+    """:func:`run_batch` over ``workers`` local processes (spawned, each shard
+    ``i/workers`` with ``max_concurrency`` at a time), after the 核查 done once
+    here; the same results as one process. ``pipeline`` gives the store's URL and
+    the LLM settings the workers use."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1:
+        return run_batch(pipeline, batch_id, max_concurrency=max_concurrency, verify=verify)
+    store = pipeline.store
+    store.batch(batch_id)
+    if verify:
+        verify_once(store, batch_id)
+    url = store.write_engine.url.render_as_string(hide_password=False)
+    config = pipeline.context.llm.config
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        futures = [ex.submit(_worker, url, str(store.city.folder), config, batch_id, (i, workers), max_concurrency)
+                   for i in range(workers)]
+        results = [r for f in futures for r in f.result()]
+    return sorted(results, key=lambda r: r["observation"])

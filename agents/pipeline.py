@@ -11,10 +11,12 @@ from pydantic import BaseModel
 from agents.context import Context, checkpointer
 from agents.graph import build
 from agents.state import PipelineState, Report
+from city import geo
 from city.cases import CaseQuery
 from city.errors import InvalidInput, NotFound
 from city.lifecycle import Status
 from city.store import Store
+from city.store.db import named_locks
 
 
 class RunResult(BaseModel):
@@ -52,10 +54,23 @@ class Pipeline:
         twice gives the same case back instead of a second one."""
         thread_id = thread_id or report.external_id or f"rep-{uuid.uuid4().hex[:16]}"
         config = {"configurable": {"thread_id": thread_id}}
-        if self.graph.get_state(config).values:
-            return self._result(thread_id)
-        self.graph.invoke(PipelineState(report=report), config, context=self.context, durability=self.durability)
+        with self._claim(thread_id, report):
+            if self.graph.get_state(config).values:
+                return self._result(thread_id)
+            self.graph.invoke(PipelineState(report=report), config, context=self.context, durability=self.durability)
         return self._result(thread_id)
+
+    def _claim(self, thread_id: str, report: Report | None = None):
+        """Locks held while a thread runs, in the database, so that workers in other
+        threads or processes (or on other nodes) never run the same thread at
+        once: the second waits, then finds the first one's checkpoint. A report
+        with a position also locks the dedupe cells around it (``cells_within`` of
+        the dedupe radius): two sightings of one issue run one after the other, so
+        the second finds the first's case instead of opening its own."""
+        names = [f"pipeline:thread:{thread_id}"]
+        if report is not None and report.lat is not None and report.lon is not None:
+            names += [f"pipeline:cell:{c}" for c in geo.cells_within(report.lat, report.lon, self.context.dedupe_radius_m)]
+        return named_locks(self.store.write_engine, names)
 
     def resume(self, case_number: str, decision: str, *, by: str, note: str = "", edits: dict | None = None) -> RunResult:
         """Answer the review gate of a waiting case: approve, edit (department_id,
@@ -70,8 +85,12 @@ class Pipeline:
             raise InvalidInput("rejecting a case needs a reason (--note)")
         if edits and edits.get("department_id"):
             self.store.city.departments.get(edits["department_id"])  # refuse unknown departments early
-        self.graph.invoke(Command(resume={"decision": decision, "by": by, "note": note, "edits": edits or {}}),
-                          {"configurable": {"thread_id": thread_id}}, context=self.context)
+        with self._claim(thread_id):
+            current = self._result(thread_id)
+            if not current.waiting:  # answered meanwhile by someone else
+                raise InvalidInput(f"{case_number} is not waiting for review (outcome: {current.state.outcome})")
+            self.graph.invoke(Command(resume={"decision": decision, "by": by, "note": note, "edits": edits or {}}),
+                              {"configurable": {"thread_id": thread_id}}, context=self.context)
         return self._result(thread_id)
 
     def thread_of(self, case_number: str) -> str:

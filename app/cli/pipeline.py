@@ -91,15 +91,25 @@ def run_batch(
     batch: str = typer.Option(..., "--batch", "-b", help="批次号（xunjian observations batches）"),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="同时处理的观测数"),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="先用本批次视频核查它拍到的已有案件（xunjian verify）"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="本机工作进程数（每个进程处理一个分片）"),
+    shard: str = typer.Option(None, "--shard", help="只处理分片 i/N（多节点：每个节点一个分片，i 从 0 起），如 0/4"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """先核查本批次拍到的已有案件，再把尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。"""
+    """先核查本批次拍到的已有案件，再把尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。
+    --workers N 在本机用 N 个进程分片并行；--shard i/N 只处理第 i 个分片（各节点共用 PostgreSQL 存储与检查点）。"""
     from agents.batch import run_batch as run
+    from agents.batch import run_batch_workers
     from app.cli.verify import render_verifications
 
+    part = _parse_shard(shard)
+    if part != (0, 1) and workers > 1:
+        raise typer.BadParameter("--shard 与 --workers 只能选一个")
     with _pipeline() as pipe:
         before = {v.case_number for v in pipe.store.verifications(batch_id=batch)} if verify else set()
-        results = run(pipe, batch, max_concurrency=concurrency, verify=verify)
+        if workers > 1:
+            results = run_batch_workers(pipe, batch, workers=workers, max_concurrency=concurrency, verify=verify)
+        else:
+            results = run(pipe, batch, max_concurrency=concurrency, verify=verify, shard=part)
         checked = [v for v in pipe.store.verifications(batch_id=batch) if v.case_number not in before] if verify else []
     if as_json:
         return print_json({"verifications": [v.model_dump(mode="json") for v in checked], "results": results})
@@ -116,6 +126,18 @@ def run_batch(
         t.add_row(r["observation"].rsplit(":", 1)[-1], r["code"] or "—", r["case"] or "—",
                   outcome_zh.get("waiting" if r["waiting"] else r["outcome"], r["outcome"]))
     out.print(t)
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"分片应写成 i/N，如 0/4，收到 {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise typer.BadParameter(f"分片 {text}：须 0 ≤ i < N")
+    return i, n
 
 
 @review_app.command("list")

@@ -88,10 +88,14 @@ class CaseRow(Base):
     __table_args__ = (
         Index("ix_cases_cell_code_created", "cell", "code", "created_at"),  # the dedupe lookup (migration 0002)
         Index("ix_cases_status_department", "status", "department_id"),
-        Index("ix_cases_deadline", "deadline"),
-        Index("ix_cases_created_at", "created_at"),
         Index("ix_cases_code_created", "code", "created_at"),
         Index("ix_cases_source_created", "source", "created_at"),  # migration 0006
+        # migration 0007: the lists' order and filters (docs/scale.md)
+        Index("ix_cases_created_id", "created_at", "id"),
+        Index("ix_cases_status_deadline", "status", "deadline"),
+        Index("ix_cases_department_created", "department_id", "created_at"),
+        Index("ix_cases_district_created", "district_id", "created_at"),
+        Index("ix_cases_street_created", "street_id", "created_at"),
     )
 
 
@@ -122,7 +126,10 @@ class AuditRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (Index("ix_case_audit_at", "at"),)  # statistics by period (migration 0005)
+    __table_args__ = (
+        Index("ix_case_audit_at", "at"),  # statistics by period (migration 0005)
+        Index("ix_case_audit_action_at", "action", "at"),  # 立案/评价 by period (migration 0007)
+    )
 
 
 class CounterRow(Base):
