@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -92,6 +93,20 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
 
+class _SignedOut(Exception):
+    """A page asked for without a session: answered with a redirect to /login."""
+
+
+def _page_user(request: Request) -> User:
+    user = optional_user(request)
+    if user is None:
+        raise _SignedOut
+    return user
+
+
+PageUser = Annotated[User, Depends(_page_user)]
+
+
 def _forbidden(request: Request, user: User, title: str, message: str) -> HTMLResponse:
     return _page(request, "forbidden.html", title, user, status=403, message=message)
 
@@ -99,6 +114,7 @@ def _forbidden(request: Request, user: User, title: str, message: str) -> HTMLRe
 def mount(app: FastAPI) -> None:
     """Add the web pages and ``/static`` to ``app``."""
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_exception_handler(_SignedOut, lambda request, exc: _login_redirect(request))
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request, next: str = "/"):
@@ -109,34 +125,22 @@ def mount(app: FastAPI) -> None:
             "title": "登录", "next": target, "v": _asset_version()})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def board(request: Request):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def board(request: Request, user: PageUser):
         return _page(request, "board.html", "案件看板", user, tile_url=os.environ.get("XUNJIAN_TILE_URL") or None)
 
     @app.get("/cases/{number}", response_class=HTMLResponse, include_in_schema=False)
-    def case_page(request: Request, number: str):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def case_page(request: Request, user: PageUser, number: str):
         return _page(request, "case.html", f"案件 {number}", user, number=number)
 
     @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
-    def review(request: Request):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def review(request: Request, user: PageUser):
         if not user.manages:
             return _forbidden(request, user, "审核队列",
                               f"{user.label} 不能使用审核队列：只有调度员或管理员可以审核案件。")
         return _page(request, "review.html", "审核队列", user)
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
-    def upload(request: Request):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def upload(request: Request, user: PageUser):
         if not user.manages:
             return _forbidden(request, user, "上传批次",
                               f"{user.label} 不能上传巡查批次：只有调度员或管理员可以上传。")
@@ -144,24 +148,15 @@ def mount(app: FastAPI) -> None:
         return _page(request, "upload.html", "上传批次", user, chunk_threshold=threshold, chunk_mb=f"{threshold / 2**20:g}")
 
     @app.get("/batches/{batch_id}", response_class=HTMLResponse, include_in_schema=False)
-    def batch(request: Request, batch_id: str):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def batch(request: Request, user: PageUser, batch_id: str):
         return _page(request, "batch.html", f"批次 {batch_id}", user, batch_id=batch_id)
 
     @app.get("/chat", response_class=HTMLResponse, include_in_schema=False)
-    def chat(request: Request):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def chat(request: Request, user: PageUser):
         return _page(request, "chat.html", "调度对话", user)
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(request: Request):
-        user = optional_user(request)
-        if user is None:
-            return _login_redirect(request)
+    def dashboard(request: Request, user: PageUser):
         return _page(request, "dashboard.html", "统计看板", user)
 
     @app.get("/favicon.ico", include_in_schema=False)
