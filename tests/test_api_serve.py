@@ -96,3 +96,21 @@ def test_users_cli_adds_lists_keys_and_disables(tmp_path, monkeypatch):
     assert key.exit_code == 0 and "API key" in key.output
     assert runner.invoke(app, ["users", "disable", "环卫李四"]).exit_code == 0
     assert "环卫李四" not in runner.invoke(app, ["users", "list"]).output
+
+
+def test_serve_engine_option_is_checked_before_anything_starts(tmp_path, monkeypatch):
+    from app.api.ingest import engine_options
+    from city.errors import InvalidInput
+
+    monkeypatch.setenv("XUNJIAN_HOME", str(tmp_path))
+    monkeypatch.setenv("XUNJIAN_DB_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.delenv("XUNJIAN_INGEST_ENGINE", raising=False)
+    assert engine_options() == {"engine": "local"}
+    monkeypatch.setenv("XUNJIAN_INGEST_ENGINE", "Spark")
+    with pytest.raises(InvalidInput, match="local 或 ray.*XUNJIAN_INGEST_ENGINE"):
+        engine_options()
+    with pytest.raises(InvalidInput, match="只用于 --engine ray"):
+        engine_options("local", "10.0.0.1:6379")
+    r = CliRunner().invoke(app, ["serve", "--engine", "spark", "--port", str(free_port())])
+    assert r.exit_code == 2 and "local 或 ray" in r.output
+    assert not (tmp_path / "x.db").exists()  # refused before the store was opened

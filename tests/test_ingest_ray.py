@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -396,7 +397,62 @@ def test_driver_killed_mid_batch_then_rerun(cluster, two_files, reference, tmp_p
         n = conn.execute("select count(*) from observations").fetchone()[0]
         ref_store, ref_report, _ = reference
         assert n == len(ref_store.observations(ref_report.batch_id, file="patrol.mp4"))
-    again = subprocess.run([*cmd, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*cmd, "--json"], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["skipped", "done"]
     assert_same(Store(env["XUNJIAN_DB_URL"]), ref_report, ref_store, ref_report)  # same batch id
+
+
+@pytest.mark.ray
+@needs_ray
+def test_server_jobs_run_on_ray_with_the_local_progress(cluster, city, two_files, reference, tmp_path, monkeypatch):
+    """``xunjian serve --engine ray --ray-address …``: a batch uploaded over HTTP is
+    ingested on the cluster; its job's progress (SSE) has the local engine's shape
+    (both files, in manifest order, footage time rising, files done one by one), and
+    its observations are the local reference's."""
+    from live_server import DISPATCHER, serve
+
+    from app.api.deps import Services
+    from app.api.ingest import engine_options
+
+    monkeypatch.setenv("XUNJIAN_HOME", str(tmp_path / "home"))
+    opts = engine_options("ray", cluster) | SEG
+    assert opts["engine"] == "ray" and opts["address"] == cluster
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}", city)
+    names = ("patrol.mp4", "patrol.gpx", "early.mp4", "early.gpx", "manifest.yaml")
+    with serve(Services(store=store, ingest_engine=opts)) as live:
+        handles = [("files", (n, (two_files / n).open("rb"))) for n in names]
+        try:
+            with live.client(DISPATCHER, timeout=120) as c:
+                r = c.post("/api/batches", files=handles, data={"run_pipeline": "false"})
+        finally:
+            for _, (_, fh) in handles:
+                fh.close()
+        assert r.status_code == 202, r.text
+        events = []
+        with live.client(DISPATCHER, timeout=300) as c, c.stream("GET", f"/api/jobs/{r.json()['job']['id']}/events") as s:
+            name = None
+            for line in s.iter_lines():
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:") and name:
+                    events.append((name, json.loads(line[5:])))
+                    if name == "done":
+                        break
+    final = events[-1][1]
+    assert events[-1][0] == "done" and final["status"] == "done", final.get("error")
+    assert final["result"]["engine"] == "ray" and final["result"]["errors"] == []
+    progress = [d["progress"] for _, d in events if d.get("progress")]  # snapshots as the stream polled them; the last is done's
+    assert [f["path"] for f in progress[0]["files"]] == ["patrol.mp4", "early.mp4"]
+    done = [p["files_done"] for p in progress]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 2
+    current = [(p["current"]["name"], p["current"]["t"]) for p in progress if p.get("current")]
+    assert [n for n, _ in dict.fromkeys(current)][:1] == ["patrol.mp4"], current
+    ts = [t for n, t in current if n == "patrol.mp4"]
+    assert ts == sorted(ts) and len(set(ts)) >= 2, current  # heard while its segments ran
+    assert [f["status"] for f in final["progress"]["files"]] == ["done", "done"]
+    ref_store, ref_report, _ = reference
+    report = SimpleNamespace(batch_id=final["result"]["batch"])
+    assert report.batch_id == ref_report.batch_id == "demo-two"
+    assert_same(store, report, ref_store, ref_report)
+    store.close()

@@ -29,18 +29,21 @@ class Services:
 
     store: Store
     llm_config: object = None  # agents.config.LLMConfig; None: offline
+    ingest_engine: dict = field(default_factory=dict)  # IngestOptions fields the ingest jobs start from (engine, address…)
     _stack: ExitStack = field(default_factory=ExitStack)
     _pipeline: object = None
     _chat_graph: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def default(cls, store: Store | None = None) -> Services:
+    def default(cls, store: Store | None = None, ingest_engine: dict | None = None) -> Services:
         """The configured store and LLM endpoint (the embedded model is started when
-        the backend is ``local``, and stopped by :meth:`close`)."""
+        the backend is ``local``, and stopped by :meth:`close`); ``ingest_engine``:
+        where uploaded footage is processed (:func:`app.api.ingest.engine_options`)."""
         from agents.context import llm_endpoint
+        from app.api.ingest import engine_options
 
-        svc = cls(store=store or Store())
+        svc = cls(store=store or Store(), ingest_engine=ingest_engine if ingest_engine is not None else engine_options())
         svc.llm_config = svc._stack.enter_context(llm_endpoint())
         return svc
 

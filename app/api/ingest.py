@@ -4,6 +4,10 @@ and ``POST /api/batches/from-uploads``: it ingests the uploaded batch
 (:func:`agents.batch.run_batch`), writing its progress to the job row
 (:class:`JobProgress`). Both steps are idempotent, so a re-run (a job re-queued
 after a crash) duplicates nothing.
+
+Where the footage is processed is the server's setting (:func:`engine_options`:
+``xunjian serve --engine ray``, or ``XUNJIAN_INGEST_ENGINE``): the local engine
+in the worker thread, or a Ray cluster; the job's progress is the same either way.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +25,29 @@ from city.errors import InvalidInput, XunjianError
 from city.store.jobs import Job
 
 log = logging.getLogger("xunjian.batches")
+
+ENGINE_ENV = "XUNJIAN_INGEST_ENGINE"
+
+
+def engine_options(engine: str | None = None, address: str | None = None, workers: int | None = None) -> dict:
+    """The :class:`vision.ingest.IngestOptions` fields that say where the server's
+    ingest jobs run: ``engine`` (default ``$XUNJIAN_INGEST_ENGINE``, else ``local``),
+    and for ``ray`` the cluster ``address`` (default ``$RAY_ADDRESS``, else a Ray
+    instance started for each job) and the number of detector ``workers``."""
+    engine = (engine or os.environ.get(ENGINE_ENV) or "local").strip().lower()
+    if engine not in ("local", "ray"):
+        raise InvalidInput(f"导入引擎应为 local 或 ray，而不是 {engine!r}（--engine 或 {ENGINE_ENV}）")
+    if engine == "local":
+        if address or workers:
+            raise InvalidInput("--ray-address/--ray-workers 只用于 --engine ray")
+        return {"engine": "local"}
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise InvalidInput("导入引擎 ray 需要先安装 Ray：pip install 'xunjian[ray]'") from None
+    if workers is not None and workers < 1:
+        raise InvalidInput(f"--ray-workers 应为正整数，而不是 {workers}")
+    return {"engine": "ray", **({"address": address} if address else {}), **({"workers": workers} if workers else {})}
 
 
 def _emitter(progress):
@@ -147,7 +175,8 @@ def run_ingest(job: Job, services, progress) -> dict:
     manifest, _ = load_manifest(root, p.get("source"))
     tracker = JobProgress(progress, p["batch"], [s.media for s in manifest.files])
     tracker.send(force=True)
-    report = ingest(root, store, IngestOptions(source=p.get("source"), batch=p["batch"]), tracker)
+    opts = IngestOptions(source=p.get("source"), batch=p["batch"], **services.ingest_engine)
+    report = ingest(root, store, opts, tracker)
     batch_id = report.batch_id
     results: list[dict] = []
     if p.get("run_pipeline", True):
@@ -173,5 +202,6 @@ def run_ingest(job: Job, services, progress) -> dict:
         "errors": [{"file": f.path, "error": f.error} for f in report.files if f.status == "failed"],
         "notes": report.notes,
         "model": report.model,
+        "engine": opts.engine,
         "seconds": round(time.perf_counter() - started, 2),
     }

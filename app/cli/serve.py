@@ -37,6 +37,9 @@ def serve(
     port: int = typer.Option(8000, "--port", "-p", min=1, max=65535),
     sla_every: str = typer.Option("5m", "--sla-every", help="超期预警与督办的检查间隔（如 30s、5m；0 关闭）"),
     log_level: str = typer.Option("info", "--log-level"),
+    engine: str = typer.Option(None, "--engine", help="上传视频的处理引擎：local（本进程）| ray（Ray 集群）；默认 $XUNJIAN_INGEST_ENGINE，否则 local"),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray 集群地址（host:port）；默认 $RAY_ADDRESS，否则每个任务在本机启动 Ray"),
+    ray_workers: int = typer.Option(None, "--ray-workers", help="Ray：检测 actor 数（默认每个 CPU 一个，有 GPU 时每个 GPU 一个）"),
 ):
     """启动网页和 HTTP 接口（含 Open311 GeoReport v2；接口文档在 /docs）。
 
@@ -46,12 +49,17 @@ def serve(
 
     from app.api import create_app
     from app.api.deps import Services
+    from app.api.ingest import engine_options
     from app.cli.sla import parse_every
 
+    try:
+        engine_opts = engine_options(engine, ray_address, ray_workers)
+    except InvalidInput as e:
+        raise typer.BadParameter(str(e), param_hint="--engine") from None
     every = None if sla_every.strip() in ("0", "off") else parse_every(sla_every).total_seconds()
     st = store()
     created = first_admin(st)
-    services = Services.default(st)
+    services = Services.default(st, ingest_engine=engine_opts)
     url = f"http://{host}:{port}"
     out.print(f"[b]巡检 xunjian[/b]  网页 {url}/   接口文档 {url}/docs   数据库 {st.write_engine.url.render_as_string()}")
     if created:
@@ -64,7 +72,8 @@ def serve(
     if not st.count():
         out.print("[dim]数据库里还没有案件：先运行 xunjian demo 载入演示数据，或在网页上传巡检视频批次。[/]")
     mode = services.llm_config.backend if services.llm_config else "offline"
-    out.print(f"[dim]大模型：{mode}；超期检查：{'每 ' + sla_every if every else '关闭'}。Ctrl-C 停止。[/]")
+    where = engine_opts["engine"] + (f"（{engine_opts['address']}）" if engine_opts.get("address") else "")
+    out.print(f"[dim]大模型：{mode}；视频导入：{where}；超期检查：{'每 ' + sla_every if every else '关闭'}。Ctrl-C 停止。[/]")
     uvicorn.run(create_app(services, sla_every_s=every), host=host, port=port, log_level=log_level)
 
 
