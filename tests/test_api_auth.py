@@ -29,6 +29,9 @@ def test_no_token_bad_token_and_logged_out_token_are_401(live):
     assert httpx.get(f"{live.url}/api/auth/me").status_code == 401
     r = httpx.get(f"{live.url}/api/auth/me", headers={"Authorization": "Bearer not-a-token"})
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert r.json()["error"] == "unauthorized" and "需要登录" in r.json()["detail"]
+    r = httpx.get(f"{live.url}/api/no-such-thing")
+    assert r.status_code == 404 and r.json() == {"detail": "没有这个地址", "error": "not_found"}
     with live.client(VIEWER) as c:
         assert c.post("/api/auth/logout").status_code == 204
         assert c.get("/api/auth/me").status_code == 401

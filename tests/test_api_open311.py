@@ -418,3 +418,4 @@ def test_over_the_limit_is_429_with_retry_after(live, o311):
     login = [httpx.post(f"{live.url}/api/auth/login", json={"name": ADMIN, "password": PASSWORD}) for _ in range(3)]
     assert [r.status_code for r in login] == [200, 200, 429]
     assert "请求过于频繁" in login[2].json()["detail"] and login[2].headers["retry-after"]
+    assert login[2].json()["error"] == "rate_limited"  # the API's error shape, not Open311's

@@ -2,6 +2,8 @@
 
 The domain raises :class:`city.errors.XunjianError` subclasses with messages meant
 for the user; here they become 4xx answers, so no endpoint needs its own try/except.
+An endpoint's own ``HTTPException`` (401, 404 of a route, 413, 429 …) gets the same
+shape, its ``error`` named by the status (:data:`HTTP_KINDS`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from city.errors import (
     DataError,
@@ -27,6 +30,12 @@ STATUS = [
     (DataError, 500, "data_error"),
     (XunjianError, 400, "error"),
 ]
+
+#: ``error`` of an ``HTTPException`` by its status (others: ``http_<status>``).
+HTTP_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "too_large", 415: "unsupported_media_type", 416: "range_not_satisfiable",
+              422: "invalid_input", 429: "rate_limited", 503: "unavailable"}
+_PHRASES = {"Not Found": "没有这个地址", "Method Not Allowed": "这个地址不支持该请求方法"}
 
 
 #: pydantic error types → a Chinese sentence (``ctx`` fills the braces); others keep pydantic's text.
@@ -77,6 +86,12 @@ def install_error_handlers(app: FastAPI) -> None:
         for cls, status, kind in STATUS:
             if isinstance(exc, cls):
                 return JSONResponse({"detail": str(exc), "error": kind}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        detail = _PHRASES.get(exc.detail, exc.detail)  # Starlette's own English phrases (an unknown path …)
+        return JSONResponse({"detail": detail, "error": HTTP_KINDS.get(exc.status_code, f"http_{exc.status_code}")},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
