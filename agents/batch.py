@@ -15,7 +15,9 @@ observation to the case it opened or joined.
 Across processes or nodes: ``run_batch(..., shard=(i, n))`` plans only the
 observations whose id hashes to shard ``i`` of ``n`` (``xunjian pipeline run
 --shard i/n`` on each node), and :func:`run_batch_workers` runs ``n`` local
-processes that way (``--workers n``). Every worker shares the store and the
+processes that way (``--workers n``). ``shard_by="area"`` hashes the ~1 km block
+an observation lies in instead of its id, so sightings of one place go to one
+worker and workers seldom wait for each other's dedupe locks. Every worker shares the store and the
 checkpointer (PostgreSQL); :meth:`agents.pipeline.Pipeline.run` locks the
 thread (and the dedupe cells around the report) in the database, so two workers
 on the same observation, or on two sightings of one issue, never open two cases.
@@ -24,9 +26,10 @@ on the same observation, or on two sightings of one issue, never open two cases.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -34,6 +37,7 @@ from langgraph.types import Send
 from pydantic import BaseModel
 
 from agents.state import Report
+from city import geo
 from city.cases import Evidence
 from city.observations import Observation
 
@@ -43,6 +47,7 @@ class BatchState(BaseModel):
     verify_cases: bool = True
     shard: int = 0
     shards: int = 1
+    shard_by: Literal["id", "area"] = "id"
     verified: int = 0
     reports: list[Report] = []
     results: Annotated[list[dict], operator.add] = []
@@ -93,10 +98,23 @@ def shard_of(observation_id: str, shards: int) -> int:
     return int.from_bytes(hashlib.blake2b(observation_id.encode(), digest_size=8).digest(), "big") % shards
 
 
+AREA_BLOCK = 5
+"""An area shard's block, in dedupe cells per side (:data:`city.geo.CELL_DEG`):
+5 × 5 cells, ≈ 1.1 × 1.2 km, much wider than the 50 m a dedupe looks around."""
+
+
+def shard_key(o: Observation, by: Literal["id", "area"] = "id") -> str:
+    """What decides an observation's shard: its id, or the block it lies in."""
+    if by == "area":
+        return f"area:{math.floor((o.lat + 90) / (AREA_BLOCK * geo.CELL_DEG))}:" \
+               f"{math.floor((o.lon + 180) / (AREA_BLOCK * geo.CELL_DEG_LON))}"
+    return o.id
+
+
 def plan(state: BatchState, runtime: Runtime[BatchContext]) -> dict:
     store = runtime.context.pipeline.store
     todo = [o for o in store.observations(state.batch_id, issues_only=True)
-            if not o.case_number and shard_of(o.id, state.shards) == state.shard]
+            if not o.case_number and shard_of(shard_key(o, state.shard_by), state.shards) == state.shard]
     return {"reports": [report_of(o) for o in todo]}
 
 
@@ -139,25 +157,27 @@ graph = build()
 
 
 def run_batch(pipeline, batch_id: str, *, max_concurrency: int = 4, verify: bool = True,
-              shard: tuple[int, int] = (0, 1)) -> list[dict]:
+              shard: tuple[int, int] = (0, 1), shard_by: Literal["id", "area"] = "id") -> list[dict]:
     """核查 the cases the batch covers (unless ``verify`` is False; decisions in
     ``store.verifications(batch_id=...)``), then run every issue observation of
     ``batch_id`` without a case through the case pipeline, at most
     ``max_concurrency`` at a time; returns one result per observation handled
     (empty when everything already has a case). ``shard=(i, n)``: only the
-    observations of shard ``i`` of ``n`` (:func:`shard_of`)."""
+    observations of shard ``i`` of ``n`` (:func:`shard_of` of :func:`shard_key`
+    by ``shard_by``: the observation's id, or its ~1 km block)."""
     i, n = shard
     if n < 1 or not 0 <= i < n:
         from city.errors import InvalidInput
 
         raise InvalidInput(f"shard {i}/{n}: expected 0 <= i < n")
     pipeline.store.batch(batch_id)  # NotFound with a hint for an unknown batch
-    out = graph.invoke(BatchState(batch_id=batch_id, verify_cases=verify, shard=i, shards=n),
+    out = graph.invoke(BatchState(batch_id=batch_id, verify_cases=verify, shard=i, shards=n, shard_by=shard_by),
                        {"max_concurrency": max_concurrency}, context=BatchContext(pipeline=pipeline))
     return sorted(out["results"], key=lambda r: r["observation"])
 
 
-def _worker(url: str, city_folder: str, llm_config, batch_id: str, shard: tuple[int, int], max_concurrency: int) -> list[dict]:
+def _worker(url: str, city_folder: str, llm_config, batch_id: str, shard: tuple[int, int], max_concurrency: int,
+            shard_by: str = "id") -> list[dict]:
     """One process of :func:`run_batch_workers`: its own store, pipeline and pools."""
     from agents.context import Context
     from agents.llm import LLMClient, SqlCallLog
@@ -168,12 +188,13 @@ def _worker(url: str, city_folder: str, llm_config, batch_id: str, shard: tuple[
     store = Store(url, load_city(city_folder))
     try:
         pipe = Pipeline(store, Context.default(store, llm=LLMClient(llm_config, log=SqlCallLog(store))))
-        return run_batch(pipe, batch_id, max_concurrency=max_concurrency, verify=False, shard=shard)
+        return run_batch(pipe, batch_id, max_concurrency=max_concurrency, verify=False, shard=shard, shard_by=shard_by)
     finally:
         store.close()
 
 
-def run_batch_workers(pipeline, batch_id: str, *, workers: int, max_concurrency: int = 4, verify: bool = True) -> list[dict]:
+def run_batch_workers(pipeline, batch_id: str, *, workers: int, max_concurrency: int = 4, verify: bool = True,
+                      shard_by: Literal["id", "area"] = "id") -> list[dict]:
     """:func:`run_batch` over ``workers`` local processes (spawned, each shard
     ``i/workers`` with ``max_concurrency`` at a time), after the 核查 done once
     here; the same results as one process. ``pipeline`` gives the store's URL and
@@ -190,7 +211,7 @@ def run_batch_workers(pipeline, batch_id: str, *, workers: int, max_concurrency:
     url = store.write_engine.url.render_as_string(hide_password=False)
     config = pipeline.context.llm.config
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-        futures = [ex.submit(_worker, url, str(store.city.folder), config, batch_id, (i, workers), max_concurrency)
+        futures = [ex.submit(_worker, url, str(store.city.folder), config, batch_id, (i, workers), max_concurrency, shard_by)
                    for i in range(workers)]
         results = [r for f in futures for r in f.result()]
     return sorted(results, key=lambda r: r["observation"])

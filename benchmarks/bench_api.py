@@ -27,7 +27,8 @@ What it does, per database:
    the case pipeline in this process (what the worker does) and reports jobs/s.
 
 Scenarios: ``GET /api/cases`` without filter, by status, by department, by
-status and department, at deep offsets (50% … 90% of the table), ``GET
+status and department, at deep offsets (50% … 90% of the table) and the same pages by
+keyset (``after=`` the case before them), ``GET
 /open311/v2/requests.json`` (one page of 50; the spec's default of up to 1000,
 with a fifth of ``--requests``),
 ``GET /open311/v2/services.json``, and ``POST /open311/v2/requests.json``
@@ -177,7 +178,19 @@ def run_load(base: str, headers: dict, make, *, concurrency: int, requests: int,
             "mean_ms": statistics.fmean(ms) if ms else float("nan"), "errors": errors}
 
 
-def scenarios(world, n_cases: int, api_key: str, seed: int) -> list[tuple[str, object]]:
+def ordered_numbers(url: str) -> list[str]:
+    """Every case number in the list's order (newest first): where keyset pages start."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.text("SELECT number FROM cases ORDER BY created_at DESC, id DESC"))]
+    finally:
+        engine.dispose()
+
+
+def scenarios(world, n_cases: int, api_key: str, seed: int, numbers: list[str] | None = None) -> list[tuple[str, object]]:
     from app.api.open311 import load_config
 
     rng = np.random.default_rng([seed, 7])
@@ -211,6 +224,8 @@ def scenarios(world, n_cases: int, api_key: str, seed: int) -> list[tuple[str, o
         ("GET /api/cases?status=处置中&department_id", get("/api/cases", status="处置中", department_id=dept, limit=50)),
         ("GET /api/cases deep offset (50–90%)",
          lambda i: ("GET", "/api/cases", {"params": {"limit": 50, "offset": int(deep[i % len(deep)])}})),
+        ("GET /api/cases keyset ?after= (50–90%)",
+         lambda i: ("GET", "/api/cases", {"params": {"limit": 50, "after": numbers[int(deep[i % len(deep)]) - 1]}})),
         ("GET /open311/v2/requests.json?page_size=50", get("/open311/v2/requests.json", page_size=50)),
         ("GET /open311/v2/requests.json (≤1000)", get("/open311/v2/requests.json")),  # a fifth of --requests
         ("POST /open311/v2/requests.json", post),
@@ -285,7 +300,8 @@ def run_db(t, world, args) -> dict:
             total = httpx.get(server.url + "/api/cases", params={"limit": 1}, headers=headers).json()["total"]
             if total != args.cases:
                 console.print(f"[yellow]/api/cases total is {total}, expected {args.cases}[/yellow]")
-            for name, make in scenarios(world, args.cases, s["api_key"], args.seed):
+            numbers = ordered_numbers(t.url)
+            for name, make in scenarios(world, args.cases, s["api_key"], args.seed, numbers):
                 if args.only and not any(w in name for w in args.only):
                     continue
                 n = args.posts if name.startswith("POST") else args.requests // 5 if "≤1000" in name else args.requests

@@ -226,7 +226,7 @@ def _timed_nodes(samples: dict[str, list[float]]) -> None:
         setattr(nodes, name, wrap(fn, name))
 
 
-def worker(url: str, batches: list[str], shard: tuple[int, int], concurrency: int, go: str, ready) -> dict:
+def worker(url: str, batches: list[str], shard: tuple[int, int], concurrency: int, go: str, ready, shard_by: str = "id") -> dict:
     os.environ.pop("XUNJIAN_LLM_BACKEND", None)  # the offline policy
     from agents import pipeline as pipeline_mod
     from agents.batch import run_batch
@@ -273,7 +273,7 @@ def worker(url: str, batches: list[str], shard: tuple[int, int], concurrency: in
     t0 = time.perf_counter()
     outcomes: dict[str, int] = defaultdict(int)
     for b in batches:
-        for r in run_batch(pipe, b, verify=False, shard=shard, max_concurrency=concurrency):
+        for r in run_batch(pipe, b, verify=False, shard=shard, max_concurrency=concurrency, shard_by=shard_by):
             outcomes["waiting" if r["waiting"] else (r["outcome"] or "unclassified")] += 1
     wall = time.perf_counter() - t0
     store.close()
@@ -338,7 +338,7 @@ def run_db(dialect: str, args, city, day: dict) -> dict:
 
     t = sqlite_target(None, False) if dialect == "sqlite" else pg_target(args.pg, args.pg_db, False)
     console.rule(f"[bold]{dialect}: {len(day['sightings']):,} observations of {len(day['points']):,} issues, "
-                 f"{args.workers} worker(s) × {args.concurrency}")
+                 f"{args.workers} worker(s) × {args.concurrency}" + (f", sharded by {args.shard_by}" if args.workers > 1 else ""))
     try:
         store = Store(t.url, city)
         if args.prefill:
@@ -354,7 +354,7 @@ def run_db(dialect: str, args, city, day: dict) -> dict:
         go = Path(tempfile.mkdtemp(prefix="xj-day-")) / "go"
         with ctx.Manager() as manager, ProcessPoolExecutor(args.workers, mp_context=ctx) as ex:
             readies = [manager.Event() for _ in range(args.workers)]
-            futures = [ex.submit(worker, t.url, batches, (i, args.workers), args.concurrency, str(go), readies[i])
+            futures = [ex.submit(worker, t.url, batches, (i, args.workers), args.concurrency, str(go), readies[i], args.shard_by)
                        for i in range(args.workers)]
             for r in readies:
                 r.wait(timeout=300)
@@ -502,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default=os.environ.get("XUNJIAN_TEST_PG_URL", "postgresql+psycopg://xunjian:xunjian@127.0.0.1/xunjian_test"))
     ap.add_argument("--pg-db", default="xunjian_cityday")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    ap.add_argument("--shard-by", choices=["id", "area"], default="id", help="how workers split a batch (default %(default)s)")
     ap.add_argument("--concurrency", type=int, default=4, help="observations at a time per process (default %(default)s)")
     ap.add_argument("--prefill", type=int, default=0, help="synthetic cases in the store before the day")
     ap.add_argument("--seed", type=int, default=20261123)

@@ -92,6 +92,15 @@ def test_list_filters_paging_and_masked_summaries(live):
         assert old.number not in numbers(since=(PAST + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))  # no zone: city time
         two = c.get("/api/cases", params={"limit": 2, "offset": 2}).json()
         assert two["total"] == 4 and [i["number"] for i in two["items"]] == [patrol.number, old.number]
+        first2 = c.get("/api/cases", params={"limit": 2}).json()  # keyset pages: next_after → after
+        assert first2["next_after"] == long.number
+        keyed = c.get("/api/cases", params={"limit": 2, "after": first2["next_after"]}).json()
+        assert keyed["items"] == two["items"] and keyed["total"] == 4 and keyed["next_after"] == old.number
+        last = c.get("/api/cases", params={"limit": 2, "after": old.number}).json()
+        assert last["items"] == [] and last["next_after"] is None
+        assert c.get("/api/cases", params={"after": patrol.number, "source": "热线"}).json()["items"] == []  # filters hold
+        gone = c.get("/api/cases", params={"after": "NO-SUCH-1"})
+        assert gone.status_code == 404 and "after" in gone.json()["detail"]
         assert c.get("/api/cases", params={"limit": 501}).status_code == 422
         bad = c.get("/api/cases", params={"status": "结束"})
         assert bad.status_code == 422 and "未知状态" in bad.json()["detail"]

@@ -360,10 +360,10 @@ def test_workers_make_the_same_cases_as_one_process(pg_schema, tmp_path, city):
         res = subprocess.run([*cli, "--batch", "b1", "--workers", "3"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
         assert res.returncode == 0, res.stderr[-3000:]
         assert len(json.loads(res.stdout)["results"]) == 24
-        # b2 as two shards, as two nodes would run it
+        # b2 as two shards by area, as two nodes would run it
         for i in (0, 1):
-            res = subprocess.run([*cli, "--batch", "b2", "--shard", f"{i}/2"], capture_output=True, text=True, env=env,
-                                 timeout=300, cwd=ROOT)
+            res = subprocess.run([*cli, "--batch", "b2", "--shard", f"{i}/2", "--shard-by", "area"], capture_output=True,
+                                 text=True, env=env, timeout=300, cwd=ROOT)
             assert res.returncode == 0, res.stderr[-3000:]
         assert _outcome(many, place_of) == want
         again = subprocess.run([*cli, "--batch", "b1", "--workers", "2"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
@@ -371,6 +371,26 @@ def test_workers_make_the_same_cases_as_one_process(pg_schema, tmp_path, city):
     finally:
         one.close()
         many.close()
+
+
+def test_area_shards_keep_a_place_together_and_split_every_observation_once(tmp_path, city):
+    from agents.batch import shard_key, shard_of
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}", city)
+    try:
+        place_of = _city_batches(store, city)
+        obs = [store.observation(o) for o in place_of]
+        for by in ("id", "area"):
+            parts = [{o.id for o in obs if shard_of(shard_key(o, by), 3) == i} for i in range(3)]
+            assert sum(map(len, parts)) == len(obs) and set().union(*parts) == set(place_of)  # each once
+        area = {}
+        for o in obs:  # a sighting and its re-sighting a few metres off: the same block, the same shard
+            area.setdefault(place_of[o.id], set()).add(shard_key(o, "area"))
+        assert all(len(keys) == 1 for keys in area.values())
+        blocks = {k for keys in area.values() for k in keys}
+        assert 2 <= len(blocks) < len(area)  # 28 places ~180 m apart over a few km: several places per block
+    finally:
+        store.close()
 
 
 RACE = """

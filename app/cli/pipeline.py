@@ -93,6 +93,7 @@ def run_batch(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="先用本批次视频核查它拍到的已有案件（xunjian verify）"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="本机工作进程数（每个进程处理一个分片）"),
     shard: str = typer.Option(None, "--shard", help="只处理分片 i/N（多节点：每个节点一个分片，i 从 0 起），如 0/4"),
+    shard_by: str = typer.Option("id", "--shard-by", help="按什么分片：id（观测编号，最均匀）| area（约 1 公里的地块：同一地点归同一进程，锁等待少）"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """先核查本批次拍到的已有案件，再把尚未立案的问题观测逐条送入案件流水线（Send 扇出，并发有上限）。
@@ -102,14 +103,16 @@ def run_batch(
     from app.cli.verify import render_verifications
 
     part = _parse_shard(shard)
+    if shard_by not in ("id", "area"):
+        raise typer.BadParameter(f"应为 id 或 area，收到 {shard_by!r}", param_hint="--shard-by")
     if part != (0, 1) and workers > 1:
         raise typer.BadParameter("--shard 与 --workers 只能选一个")
     with _pipeline() as pipe:
         before = {v.case_number for v in pipe.store.verifications(batch_id=batch)} if verify else set()
         if workers > 1:
-            results = run_batch_workers(pipe, batch, workers=workers, max_concurrency=concurrency, verify=verify)
+            results = run_batch_workers(pipe, batch, workers=workers, max_concurrency=concurrency, verify=verify, shard_by=shard_by)
         else:
-            results = run(pipe, batch, max_concurrency=concurrency, verify=verify, shard=part)
+            results = run(pipe, batch, max_concurrency=concurrency, verify=verify, shard=part, shard_by=shard_by)
         checked = [v for v in pipe.store.verifications(batch_id=batch) if v.case_number not in before] if verify else []
     if as_json:
         return print_json({"verifications": [v.model_dump(mode="json") for v in checked], "results": results})

@@ -244,7 +244,7 @@ class Store(ObservationStore, VerificationStore, AccountStore, JobStore):
             if after:
                 ref = s.execute(select(CaseRow.created_at, CaseRow.id).where(CaseRow.number == after)).one_or_none()
                 if ref is None:
-                    raise NotFound(f"no case {after!r}")
+                    raise NotFound(f"没有编号为 {after} 的案件（after 应为上一页最后一件的编号）")
                 cond = tuple_(CaseRow.created_at, CaseRow.id) < tuple_(ref.created_at, ref.id)
             if q.offset >= self.DEEP_OFFSET:
                 ids = self._filtered(select(CaseRow.id), q)
