@@ -5,7 +5,7 @@ and on PostgreSQL, in one or several worker processes; throughput, p50/p95 per
 pipeline stage, the store's size after the day, and the sizing of a city:
 100 vehicles × 8 h of 1080p footage a day.
 
-    python benchmarks/bench_city_day.py --issues 500                 # quick look, both databases (~2 min)
+    python benchmarks/bench_city_day.py --issues 500                 # quick look, both databases (~3 min)
     python benchmarks/bench_city_day.py                              # 8,000 issues, SQLite and PostgreSQL
     python benchmarks/bench_city_day.py --db postgresql --workers 2  # two worker processes
     python benchmarks/bench_city_day.py --pg postgresql+psycopg://user:pass@host/db
@@ -42,10 +42,17 @@ What it does, per database:
 5. **Size**: the database after the day (PostgreSQL ``pg_database_size`` and
    ``pg_total_relation_size`` per table; SQLite the file), bytes per case and per
    view row, and what a year of such days adds.
-6. **Sizing** (printed with its assumptions): footage cores and nodes for
-   ``--fleet`` vehicles × ``--hours`` a day from the measured ingest real-time
-   factor (README.md, benchmarks: 3.72 × real time for 1080p30 on 2 cores),
-   pipeline processes from this run, store growth per year.
+6. **Footage** (``--footage-s``, default 20; 0 skips it): the ingest half of
+   the day on synthetic footage, in this run: a rendered 1920×1080 30 fps patrol
+   clip (bench_vision.py's demo street) through ``xunjian ingest``'s local
+   engine (2 m sampling, the ONNX demo detector, tracking, geolocation, blurred
+   evidence, the store); wall time, real-time factor, and per sampled frame
+   p50/p95 of decoding + sampling, detection, and the rest (tracking,
+   geolocation, evidence, views).
+7. **Sizing** (printed with its assumptions): footage cores and nodes for
+   ``--fleet`` vehicles × ``--hours`` a day from the real-time factor measured in
+   step 6 (``--rtf`` to give one instead; without either, README.md's 3.72 ×
+   real time on 2 cores), pipeline processes from this run, store growth per year.
 
 Figures are printed (and written as JSON with ``--out``), not asserted.
 """
@@ -409,6 +416,96 @@ def run_db(dialect: str, args, city, day: dict) -> dict:
     }
 
 
+# -- footage --------------------------------------------------------------------------------------
+
+
+def footage(seconds: float) -> dict:
+    """Render ``seconds`` of 1080p30 patrol footage and ingest it here (local engine),
+    timing each sampled frame's decoding + sampling, detection and the rest."""
+    from bench_vision import make_clip
+
+    import vision.ingest as ingest_mod
+    from city.store import Store
+    from vision.detect import Detector
+    from vision.ingest import IngestOptions, ingest
+    from vision.segments import SegmentObserver
+
+    work = Path(tempfile.mkdtemp(prefix="xunjian-cityday-footage-"))
+    samples: dict[str, list[float]] = defaultdict(list)
+    sample, predict, feed = ingest_mod.sample, Detector.predict_batch, SegmentObserver.feed
+
+    def timed_sample(*a, **kw):
+        it = sample(*a, **kw)
+        while True:
+            t = time.perf_counter()
+            try:
+                frame = next(it)
+            except StopIteration:
+                return
+            samples["decode + sample"].append(time.perf_counter() - t)
+            yield frame
+
+    def timed_predict(self, images):
+        t = time.perf_counter()
+        try:
+            return predict(self, images)
+        finally:
+            samples["detect"].append(time.perf_counter() - t)
+
+    def timed_feed(self, frame, pose):
+        n = len(samples["detect"])
+        t = time.perf_counter()
+        try:
+            return feed(self, frame, pose)
+        finally:
+            spent = time.perf_counter() - t - sum(samples["detect"][n:])
+            samples["track + geolocate + evidence"].append(spent)
+
+    home = os.environ.get("XUNJIAN_HOME")
+    try:
+        console.print(f"rendering {seconds:g} s of 1920×1080 30 fps patrol footage …")
+        t0 = time.perf_counter()
+        folder = make_clip(work / "batch", seconds)
+        render_s = time.perf_counter() - t0
+        os.environ["XUNJIAN_HOME"] = str(work / "home")
+        ingest_mod.sample, Detector.predict_batch, SegmentObserver.feed = timed_sample, timed_predict, timed_feed
+        store = Store(f"sqlite:///{work / 'footage.db'}")
+        t0 = time.perf_counter()
+        rep = ingest(folder, store, IngestOptions(force=True))
+        wall = time.perf_counter() - t0
+        store.close()
+    finally:
+        ingest_mod.sample, Detector.predict_batch, SegmentObserver.feed = sample, predict, feed
+        if home is None:
+            os.environ.pop("XUNJIAN_HOME", None)
+        else:
+            os.environ["XUNJIAN_HOME"] = home
+        shutil.rmtree(work, ignore_errors=True)
+    f = rep.files[0]
+    if f.status != "done":
+        raise SystemExit(f"footage ingest failed: {f.error}")
+    st = f.stats
+    return {"seconds": st["duration_s"], "render_s": render_s, "wall_s": wall, "rtf": st["duration_s"] / wall,
+            "cores": len(os.sched_getaffinity(0)), "frames_read": st["frames_read"], "frames_detected": st["frames_kept"],
+            "observations": f.observations,
+            "stages": {k: {"n": len(v), "p50_ms": 1000 * float(np.percentile(v, 50)), "p95_ms": 1000 * float(np.percentile(v, 95)),
+                           "mean_ms": 1000 * statistics.fmean(v), "total_s": float(sum(v))} for k, v in samples.items() if v}}
+
+
+def report_footage(f: dict) -> None:
+    tab = Table(title=f"footage: {f['seconds']:.0f} s of 1080p30 through `xunjian ingest` (local engine, {f['cores']} cores): "
+                      f"{f['frames_read']:,} frames decoded, {f['frames_detected']:,} sampled and detected")
+    for c in ("stage (per sampled frame)", "calls", "p50 ms", "p95 ms", "mean ms", "share of wall"):
+        tab.add_column(c, justify="right")
+    for k, v in f["stages"].items():
+        tab.add_row(k, f"{v['n']:,}", f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['mean_ms']:.1f}",
+                    f"{v['total_s'] / f['wall_s']:.0%}")
+    out.print(tab)
+    out.print(f"  wall {f['wall_s']:.1f} s (render {f['render_s']:.0f} s, not counted): [bold]real-time factor {f['rtf']:.2f}[/] "
+              f"({f['frames_read'] / f['wall_s']:.0f} frames decoded/s, {f['frames_detected'] / f['wall_s']:.1f} detected/s), "
+              f"{f['observations']} observations")
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -437,13 +534,22 @@ def report(runs: list[dict], args) -> None:
         out.print(f"  store: {r['size']['before'] / 2**20:.1f} → {r['size']['after'] / 2**20:.1f} MiB; grown (with indexes): "
                   + ", ".join(f"{k} {grown[k] / 2**20:.2f}" for k in main if grown.get(k)) + " MiB; "
                   f"load (batches, observations, {r['views']:,} views) {r['load_s']:.1f} s")
+    if args.footage_run:
+        report_footage(args.footage_run)
     sizing(runs, args)
 
 
 def sizing(runs: list[dict], args) -> None:
     """The city: footage cores, pipeline processes, store growth."""
     footage_h = args.fleet * args.hours
-    core_h_per_footage_h = 2 / args.rtf  # the RTF was measured on 2 cores
+    measured = args.footage_run
+    if args.rtf is not None:
+        rtf, cores, said = args.rtf, 2, f"given real-time factor {args.rtf:g} on 2 cores"
+    elif measured:
+        rtf, cores, said = measured["rtf"], measured["cores"], f"real-time factor {measured['rtf']:.2f} measured above on {measured['cores']} cores"
+    else:
+        rtf, cores, said = FOOTAGE_RTF_2CORE, 2, f"README.md's real-time factor {FOOTAGE_RTF_2CORE:g} on 2 cores"
+    core_h_per_footage_h = cores / rtf
     core_h = footage_h * core_h_per_footage_h
     km = args.fleet * args.hours * args.speed
     sampled = km * 1000 / args.sample_m
@@ -454,7 +560,7 @@ def sizing(runs: list[dict], args) -> None:
         f"at {args.speed:g} km/h average {km:,.0f} km/day",
         f"frames: {decoded / 1e6:,.1f} M decoded/day (every frame), {sampled / 1e6:,.1f} M sampled and detected at one per "
         f"{args.sample_m:g} m (→ {sampled / 1e6:,.1f} M view rows/day)",
-        f"footage: measured real-time factor {args.rtf:g} on 2 cores (decode + 2 m sampling + ONNX detection + tracking + "
+        f"footage: {said} (decode + 2 m sampling + ONNX detection + tracking + "
         f"evidence) → {core_h_per_footage_h:.3f} core-h per footage hour → {core_h:,.0f} core-h/day",
     ]
     for window in (24, 16, 8):
@@ -504,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
     ap.add_argument("--shard-by", choices=["id", "area"], default="id", help="how workers split a batch (default %(default)s)")
     ap.add_argument("--concurrency", type=int, default=4, help="observations at a time per process (default %(default)s)")
+    ap.add_argument("--footage-s", type=float, default=20.0, help="seconds of 1080p footage to render and ingest (0: skip)")
     ap.add_argument("--prefill", type=int, default=0, help="synthetic cases in the store before the day")
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--keep", action="store_true", help="keep the databases")
@@ -514,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--fps", type=float, default=30.0)
     g.add_argument("--speed", type=float, default=25.0, help="average km/h over the shift, stops included")
     g.add_argument("--sample-m", type=float, default=2.0, help="metres between sampled frames (the ingest default)")
-    g.add_argument("--rtf", type=float, default=FOOTAGE_RTF_2CORE, help="footage real-time factor on 2 cores")
+    g.add_argument("--rtf", type=float, help="footage real-time factor on 2 cores (default: measured with --footage-s)")
     g.add_argument("--node-cores", type=int, default=16)
     g.add_argument("--utilization", type=float, default=0.8)
     g.add_argument("--issues-per-day", type=int, default=8000)
@@ -529,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     day = make_day(city, args.issues, args.vehicles, args.resight, args.seed)
     console.print(f"the day: {len(day['points']):,} issues, {len(day['sightings']):,} sightings in {args.vehicles} batches "
                   f"({time.perf_counter() - t0:.1f} s to make)")
+    args.footage_run = footage(args.footage_s) if args.footage_s > 0 else None
     runs = []
     for dialect in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
         try:
@@ -539,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[yellow]{dialect} skipped: {e}[/]")
     report(runs, args)
     if args.out:
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "runs": runs}, ensure_ascii=False, indent=1,
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "runs": runs, "footage": args.footage_run}, ensure_ascii=False, indent=1,
                                        default=str))
     return 0
 

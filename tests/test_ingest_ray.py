@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 NO_RAY = "Ray is not installed: pip install 'xunjian[ray]' (or the dev extra)"
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason=NO_RAY)
+if not HAVE_RAY and os.environ.get("CI"):
+    pytest.fail(f"CI must run the Ray engine's tests: {NO_RAY} (tests/run.sh installs the dev extra)", pytrace=False)
 pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.with_suffix(".onnx").exists(), reason="demo detector weights not built")
 SEG = {"segment_s": 8.0, "overlap_s": 2.0}  # 20 s → 3 segments of 6.7 s, 16 s → 2 of 8 s
 
