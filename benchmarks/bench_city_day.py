@@ -5,7 +5,7 @@ and on PostgreSQL, in one or several worker processes; throughput, p50/p95 per
 pipeline stage, the store's size after the day, and the sizing of a city:
 100 vehicles × 8 h of 1080p footage a day.
 
-    python benchmarks/bench_city_day.py --issues 500                 # quick look, both databases (~3 min)
+    python benchmarks/bench_city_day.py --issues 500                 # quick look, both databases (~2 min)
     python benchmarks/bench_city_day.py                              # 8,000 issues, SQLite and PostgreSQL
     python benchmarks/bench_city_day.py --db postgresql --workers 2  # two worker processes
     python benchmarks/bench_city_day.py --pg postgresql+psycopg://user:pass@host/db
